@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what stochgrad's build, tests and harness need on Debian 12 (bookworm), if missing.
+# Sourced by .ci/test.sh and .ci/demo.sh. Runs apt-get as root, or through sudo.
+sg_packages=(cmake ninja-build g++ pkg-config libeigen3-dev libxsimd-dev catch2 libbenchmark-dev
+             libfmt-dev nlohmann-json3-dev dieharder)
+sg_missing=()
+for p in "${sg_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || sg_missing+=("$p")
+done
+if [ ${#sg_missing[@]} -gt 0 ]; then
+  echo "stochgrad: installing ${sg_missing[*]}"
+  if [ "$(id -u)" = 0 ]; then sg_sudo=(); elif command -v sudo >/dev/null; then sg_sudo=(sudo); else
+    echo "stochgrad: missing packages ${sg_missing[*]}; run as root or install them" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sg_sudo[@]}" apt-get update
+  "${sg_sudo[@]}" apt-get install -y --no-install-recommends "${sg_missing[@]}"
+fi

@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief Counter-based noise: keys, distributions and the scalar/SIMD element generators.
+///
+/// Element `e` of the noise vector identified by `(seed, stream, draw)` is a pure function of those
+/// four numbers (algorithms.md §2.1): Philox is called on the counter
+/// `(block & 0xffffffff, block >> 32, stream, draw)` with `block = e >> 2` and key
+/// `(seed & 0xffffffff, seed >> 32)`, and lane `e & 3` of the output is turned into a variate. So
+/// any element can be produced without the ones before it, by any thread, in any order, and the
+/// SIMD path produces the same bits as the scalar path: both run the same integer code and the
+/// same float operations (see STOCHGRAD_USE_FMA in config.hpp).
+///
+/// Variates are computed in float32 and widened exactly when the parameters are double.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <type_traits>
+
+#include "../config.hpp"
+#include "philox.hpp"
+
+#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace stochgrad {
+
+/// Identifies one noise vector: a 64-bit seed, a 32-bit stream (e.g. the parameter tensor's
+/// index) and a 32-bit draw (e.g. the query index when q directions are averaged).
+struct noise_key {
+  std::uint64_t seed = 0;    ///< 64-bit seed; becomes the Philox key.
+  std::uint32_t stream = 0;  ///< Counter word 2.
+  std::uint32_t draw = 0;    ///< Counter word 3.
+  friend constexpr bool operator==(const noise_key&, const noise_key&) = default;
+};
+
+/// Distribution tag: standard normal by Box–Muller on word pairs. Lanes 0/1 of a Philox block
+/// use words (x0, x1): `rad = sqrt(-2 ln u(x0))`, `ang = 2 pi u(x1)`, lane 0 gets `rad cos ang`,
+/// lane 1 `rad sin ang`; lanes 2/3 likewise with (x2, x3). |z| <= 5.887 (see §2.1).
+struct gaussian {};
+/// Distribution tag: -1 if the top bit of the word is set, else +1.
+struct rademacher {};
+/// Distribution tag: uniform on (0, 1), `u(x) = ((x >> 8) + 0.5) 2^-24` (evaluated in float:
+/// for u >= 0.5 the half-step rounds to even, and 1.0f occurs with probability 2^-25).
+struct uniform {};
+/// Distribution tag: BlackVIP's segmented uniform, magnitude `0.5 + 0.5((x & 0xffffff) + 0.5) 2^-24`
+/// in [0.5, 1), negative when the top bit is set. E[z^2] = 7/12, E[1/z^2] = 2.
+struct segmented_uniform {};
+
+/// Distribution tags stochgrad can generate.
+template <class D>
+concept noise_distribution = std::is_same_v<D, gaussian> || std::is_same_v<D, rademacher> ||
+                             std::is_same_v<D, uniform> || std::is_same_v<D, segmented_uniform>;
+
+/// Generator policies: a Philox variant.
+template <class G>
+concept noise_generator = requires { G::rounds; } && (G::rounds >= 1);
+
+/// The generator used when none is named.
+using default_generator = philox<10>;
+
+namespace detail {
+
+using u32b = xsimd::batch<std::uint32_t>;
+using i32b = xsimd::batch<std::int32_t>;
+using f32b = xsimd::batch<float>;
+
+template <class To, class From>
+STOCHGRAD_ALWAYS_INLINE To bits_as(const From& x) noexcept {
+  static_assert(sizeof(To) == sizeof(From) && std::is_trivially_copyable_v<From> && std::is_trivially_copyable_v<To>);
+  return std::bit_cast<To>(x);
+}
+
+// Same-typed helpers for scalar (uint32_t/float) and register (u32b/f32b) code.
+STOCHGRAD_ALWAYS_INLINE float as_float(std::uint32_t x) noexcept { return bits_as<float>(x); }
+STOCHGRAD_ALWAYS_INLINE f32b as_float(const u32b& x) noexcept { return bits_as<f32b>(x); }
+STOCHGRAD_ALWAYS_INLINE std::uint32_t as_u32(float x) noexcept { return bits_as<std::uint32_t>(x); }
+STOCHGRAD_ALWAYS_INLINE u32b as_u32(const f32b& x) noexcept { return bits_as<u32b>(x); }
+// Converts integers below 2^31 to float (exact below 2^24).
+STOCHGRAD_ALWAYS_INLINE float small_to_float(std::uint32_t x) noexcept {
+  return static_cast<float>(static_cast<std::int32_t>(x));
+}
+STOCHGRAD_ALWAYS_INLINE f32b small_to_float(const u32b& x) noexcept {
+  return xsimd::batch_cast<float>(bits_as<i32b>(x));
+}
+STOCHGRAD_ALWAYS_INLINE float signed_to_float(std::uint32_t x) noexcept {
+  return static_cast<float>(static_cast<std::int32_t>(x));
+}
+STOCHGRAD_ALWAYS_INLINE f32b signed_to_float(const u32b& x) noexcept {
+  return xsimd::batch_cast<float>(bits_as<i32b>(x));
+}
+STOCHGRAD_ALWAYS_INLINE float pick(bool c, float a, float b) noexcept { return c ? a : b; }
+STOCHGRAD_ALWAYS_INLINE f32b pick(const xsimd::batch_bool<float>& c, const f32b& a, const f32b& b) noexcept {
+  return xsimd::select(c, a, b);
+}
+
+STOCHGRAD_ALWAYS_INLINE float sqrt_cr(float x) noexcept { return std::sqrt(x); }
+STOCHGRAD_ALWAYS_INLINE f32b sqrt_cr(const f32b& x) noexcept { return xsimd::sqrt(x); }
+
+// u(x) = ((x >> 8) + 0.5) * 2^-24, in float.
+template <class U>
+STOCHGRAD_ALWAYS_INLINE auto uniform01(const U& x) noexcept {
+  using F = std::conditional_t<std::is_same_v<U, std::uint32_t>, float, f32b>;
+  return (small_to_float(x >> 8) + F(0.5f)) * F(0x1p-24f);
+}
+
+// ln u(x) for u(x) = ((x >> 8) + 0.5) 2^-24, from the integer k = x >> 8: write k + 0.5 = 2^j (1 + f)
+// with 1 + f in [sqrt(1/2), sqrt(2)); then f = ((k - 2^j) + 0.5) 2^-j is exact in float, and
+// ln u = log1p(f) + (j - 24) ln 2 with the Cephes logf polynomial for log1p on that range and ln 2 in
+// two parts. Accurate near u = 1, where evaluating u in float first would round it to 1.
+template <class F, class U>
+STOCHGRAD_ALWAYS_INLINE F log_u_word(const U& x) noexcept {
+  using simd::madd;
+  const U k = x >> 8;
+  const F kf = small_to_float(k);                                  // exact: k < 2^24
+  const U shifted = as_u32(kf + F(0.5f)) - U(0x3f3504f3u);         // only selects j
+  const U j = ((shifted >> 23) ^ U(0x100u)) - U(0x100u);           // sign-extended, in [-1, 24]
+  const F p2j = as_float((j + U(127u)) << 23);
+  const F inv_p2j = as_float((U(127u) - j) << 23);
+  const F f = ((kf - p2j) + F(0.5f)) * inv_p2j;                    // exact
+  const F e = signed_to_float(j - U(24u));
+  const F z = f * f;
+  F p = F(7.0376836292e-2f);
+  p = madd(p, f, F(-1.1514610310e-1f));
+  p = madd(p, f, F(1.1676998740e-1f));
+  p = madd(p, f, F(-1.2420140846e-1f));
+  p = madd(p, f, F(1.4249322787e-1f));
+  p = madd(p, f, F(-1.6668057665e-1f));
+  p = madd(p, f, F(2.0000714765e-1f));
+  p = madd(p, f, F(-2.4999993993e-1f));
+  p = madd(p, f, F(3.3333331174e-1f));
+  F y = (f * z) * p;
+  y = madd(e, F(-2.12194440e-4f), y);
+  y = madd(z, F(-0.5f), y);
+  F r = f + y;
+  r = madd(e, F(0.693359375f), r);
+  return r;
+}
+
+// sin and cos of 2 pi u(x) with u(x) = ((x >> 8) + 0.5) 2^-24, computed from the integer:
+// q = round(4u) selects the quadrant and t = u - q/4 in [-1/8, 1/8] is exact in float.
+template <class F, class U>
+STOCHGRAD_ALWAYS_INLINE void sincos_2pi_u(const U& x, F& s, F& c) noexcept {
+  using simd::madd;
+  const U k = x >> 8;
+  const U q = (k + U(1u << 21)) >> 22;                         // 0..4
+  const U r = k - (q << 22);                                   // two's complement, in [-2^21, 2^21)
+  const F t = madd(signed_to_float(r), F(0x1p-24f), F(0x1p-25f));  // exact
+  const F t2 = t * t;
+  // Taylor series of sin(2 pi t) to t^9 and cos(2 pi t) to t^10: truncation < 2e-9 on |2 pi t| <= pi/4.
+  F ps = F(42.058693944897634f);
+  ps = madd(ps, t2, F(-76.70585975306136f));
+  ps = madd(ps, t2, F(81.60524927607504f));
+  ps = madd(ps, t2, F(-41.341702240399755f));
+  ps = madd(ps, t2, F(6.283185307179586f));
+  const F sn = ps * t;
+  F pc = F(-26.426256783374388f);
+  pc = madd(pc, t2, F(60.24464137187664f));
+  pc = madd(pc, t2, F(-85.45681720669371f));
+  pc = madd(pc, t2, F(64.93939402266828f));
+  pc = madd(pc, t2, F(-19.739208802178716f));
+  const F cs = madd(pc, t2, F(1.0f));
+  // Quadrant q: angle = q pi/2 + 2 pi t. Swap for odd q, negate sin for q in {2,3}, cos for q in {1,2}.
+  const U sw_mask = U(0u) - (q & U(1u));        // all ones when odd
+  const U snb = as_u32(sn), csb = as_u32(cs);
+  const U s_bits = (snb & ~sw_mask) | (csb & sw_mask);
+  const U c_bits = (csb & ~sw_mask) | (snb & sw_mask);
+  const U s_sign = (q & U(2u)) << 30;           // q in {2,3}
+  const U c_sign = ((q + U(1u)) & U(2u)) << 30; // q in {1,2}
+  s = as_float(s_bits ^ s_sign);
+  c = as_float(c_bits ^ c_sign);
+}
+
+// Box–Muller on one word pair.
+template <class F, class U>
+STOCHGRAD_ALWAYS_INLINE void box_muller(const U& a, const U& b, F& z_even, F& z_odd) noexcept {
+  const F rad = sqrt_cr(F(-2.0f) * log_u_word<F, U>(a));
+  F s, c;
+  sincos_2pi_u<F, U>(b, s, c);
+  z_even = rad * c;
+  z_odd = rad * s;
+}
+
+template <class F, class U>
+STOCHGRAD_ALWAYS_INLINE F rademacher_from(const U& x) noexcept {
+  return as_float((x & U(0x80000000u)) | U(0x3f800000u));
+}
+
+template <class F, class U>
+STOCHGRAD_ALWAYS_INLINE F segmented_from(const U& x) noexcept {
+  const F mag = simd::madd(small_to_float(x & U(0x00ffffffu)) + F(0.5f), F(0x1p-25f), F(0.5f));
+  return as_float(as_u32(mag) | (x & U(0x80000000u)));
+}
+
+// The variate of distribution D for the element in lane `lane` of a Philox output block.
+template <class D>
+inline float variate_from_block(const philox_block& o, unsigned lane) noexcept {
+  if constexpr (std::is_same_v<D, gaussian>) {
+    const unsigned p = lane & 2u;
+    float ze, zo;
+    box_muller<float, std::uint32_t>(o[p], o[p + 1], ze, zo);
+    return (lane & 1u) ? zo : ze;
+  } else if constexpr (std::is_same_v<D, rademacher>) {
+    return rademacher_from<float>(o[lane]);
+  } else if constexpr (std::is_same_v<D, uniform>) {
+    return uniform01(o[lane]);
+  } else {
+    return segmented_from<float>(o[lane]);
+  }
+}
+
+constexpr philox_block counter_for(const noise_key& k, std::uint64_t block) noexcept {
+  return {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), k.stream, k.draw};
+}
+constexpr philox_key key_for(const noise_key& k) noexcept {
+  return {static_cast<std::uint32_t>(k.seed), static_cast<std::uint32_t>(k.seed >> 32)};
+}
+
+// Lane j of a SIMD chunk computes Philox block  b0 + (W/4)*(j%4) + j/4  so that the in-lane 4x4
+// transposes below (xsimd zip_lo/zip_hi act within 128-bit lanes on x86) leave the variates in memory
+// order: register R of the chunk holds elements 4*W/4*R ... of blocks b0 + (W/4)R + k in its 128-bit lane k.
+inline u32b chunk_block_offsets() noexcept {
+  constexpr std::size_t W = u32b::size;
+  alignas(64) std::uint32_t off[W];
+  for (std::size_t j = 0; j < W; ++j) off[j] = static_cast<std::uint32_t>((W / 4) * (j % 4) + j / 4);
+  return u32b::load_aligned(off);
+}
+
+STOCHGRAD_ALWAYS_INLINE void transpose4_inlane(f32b& r0, f32b& r1, f32b& r2, f32b& r3) noexcept {
+  using d64 = xsimd::batch<double>;
+  static_assert(d64::size * 2 == f32b::size);
+  const f32b a = xsimd::zip_lo(r0, r1), b = xsimd::zip_hi(r0, r1);
+  const f32b c = xsimd::zip_lo(r2, r3), d = xsimd::zip_hi(r2, r3);
+  const d64 ad = bits_as<d64>(a), bd = bits_as<d64>(b), cd = bits_as<d64>(c), dd = bits_as<d64>(d);
+  r0 = bits_as<f32b>(xsimd::zip_lo(ad, cd));
+  r1 = bits_as<f32b>(xsimd::zip_hi(ad, cd));
+  r2 = bits_as<f32b>(xsimd::zip_lo(bd, dd));
+  r3 = bits_as<f32b>(xsimd::zip_hi(bd, dd));
+}
+
+using f64b = xsimd::batch<double>;
+
+// Exact float -> double widening of one register into two, in memory order.
+STOCHGRAD_ALWAYS_INLINE void widen(const f32b& x, f64b& lo, f64b& hi) noexcept {
+#if defined(__AVX512F__)
+  static_assert(f32b::size == 16, "stochgrad: unexpected register width for AVX-512");
+  const __m512 v = x;
+  lo = f64b(_mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+  hi = f64b(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+#elif defined(__AVX__)
+  static_assert(f32b::size == 8, "stochgrad: unexpected register width for AVX");
+  const __m256 v = x;
+  lo = f64b(_mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+  hi = f64b(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+#elif defined(__SSE2__)
+  static_assert(f32b::size == 4, "stochgrad: unexpected register width for SSE2");
+  const __m128 v = x;
+  lo = f64b(_mm_cvtps_pd(v));
+  hi = f64b(_mm_cvtps_pd(_mm_movehl_ps(v, v)));
+#else
+  alignas(64) float f[f32b::size];
+  alignas(64) double d[f32b::size];
+  x.store_aligned(f);
+  for (std::size_t i = 0; i < f32b::size; ++i) d[i] = static_cast<double>(f[i]);
+  lo = f64b::load_aligned(d);
+  hi = f64b::load_aligned(d + f64b::size);
+#endif
+}
+
+}  // namespace detail
+
+/// One element of a noise vector, computed on its own (the scalar reference path).
+/// @tparam D   distribution tag (gaussian, rademacher, uniform, segmented_uniform)
+/// @tparam G   generator policy (default philox<10>)
+/// @param key  which noise vector
+/// @param e    element index inside the vector
+template <noise_distribution D, noise_generator G = default_generator>
+inline float noise_at(const noise_key& key, std::uint64_t e) noexcept {
+  const philox_block o = philox4x32<G::rounds>(detail::counter_for(key, e >> 2), detail::key_for(key));
+  return detail::variate_from_block<D>(o, static_cast<unsigned>(e & 3u));
+}
+
+/// SIMD generation of one chunk of `simd::chunk` consecutive elements starting at `e0`
+/// (`e0 % 4 == 0`), as four float registers in memory order. Bitwise equal to `noise_at` for
+/// every element.
+template <noise_distribution D, noise_generator G = default_generator>
+STOCHGRAD_ALWAYS_INLINE void noise_chunk(const noise_key& key, std::uint64_t e0, xsimd::batch<float> out[4]) noexcept {
+  using detail::u32b;
+  using detail::f32b;
+  const std::uint64_t b0 = e0 >> 2;
+  const u32b offs = detail::chunk_block_offsets();
+  const u32b lo = u32b(static_cast<std::uint32_t>(b0)) + offs;
+  // Carry into the high word where the low word wrapped.
+  const u32b carry = xsimd::select(lo < offs, u32b(1u), u32b(0u));
+  u32b c0 = lo;
+  u32b c1 = u32b(static_cast<std::uint32_t>(b0 >> 32)) + carry;
+  u32b c2 = u32b(key.stream);
+  u32b c3 = u32b(key.draw);
+  detail::philox_rounds<G::rounds>(c0, c1, c2, c3, static_cast<std::uint32_t>(key.seed),
+                                   static_cast<std::uint32_t>(key.seed >> 32));
+  f32b v0, v1, v2, v3;
+  if constexpr (std::is_same_v<D, gaussian>) {
+    detail::box_muller<f32b, u32b>(c0, c1, v0, v1);
+    detail::box_muller<f32b, u32b>(c2, c3, v2, v3);
+  } else if constexpr (std::is_same_v<D, rademacher>) {
+    v0 = detail::rademacher_from<f32b>(c0);
+    v1 = detail::rademacher_from<f32b>(c1);
+    v2 = detail::rademacher_from<f32b>(c2);
+    v3 = detail::rademacher_from<f32b>(c3);
+  } else if constexpr (std::is_same_v<D, uniform>) {
+    v0 = detail::uniform01(c0);
+    v1 = detail::uniform01(c1);
+    v2 = detail::uniform01(c2);
+    v3 = detail::uniform01(c3);
+  } else {
+    v0 = detail::segmented_from<f32b>(c0);
+    v1 = detail::segmented_from<f32b>(c1);
+    v2 = detail::segmented_from<f32b>(c2);
+    v3 = detail::segmented_from<f32b>(c3);
+  }
+  detail::transpose4_inlane(v0, v1, v2, v3);
+  out[0] = v0;
+  out[1] = v1;
+  out[2] = v2;
+  out[3] = v3;
+}
+
+/// @copydoc noise_chunk
+/// Double registers: the float variates widened exactly (`simd::chunk_batches<double>` registers).
+template <noise_distribution D, noise_generator G = default_generator>
+STOCHGRAD_ALWAYS_INLINE void noise_chunk(const noise_key& key, std::uint64_t e0, xsimd::batch<double> out[]) noexcept {
+  xsimd::batch<float> f[4];
+  noise_chunk<D, G>(key, e0, f);
+  for (int r = 0; r < 4; ++r) detail::widen(f[r], out[2 * r], out[2 * r + 1]);
+}
+
+/// Scalar variate in the parameter type (float, or the float variate widened to double).
+template <noise_distribution D, noise_generator G = default_generator, real_scalar T = float>
+inline T noise_value(const noise_key& key, std::uint64_t e) noexcept {
+  return static_cast<T>(noise_at<D, G>(key, e));
+}
+
+}  // namespace stochgrad
