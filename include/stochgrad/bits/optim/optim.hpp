@@ -1,0 +1,6 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief Module header for bits/optim/ (includes every header of that folder).
+#pragma once
+
+#include "../config.hpp"
