@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief Module header for bits/optim/ (includes every header of that folder).
+/// @brief Module header for bits/optim/: parameter sets, gradient sources, schedules and the
+/// optimizer policies.
 #pragma once
 
-#include "../config.hpp"
+#include "optimizer.hpp"
+#include "parameters.hpp"
+#include "schedule.hpp"
+#include "source.hpp"

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief Parameter sets: contiguous float/double tensors owned by someone else, in groups with
+/// their own hyper-parameters (torch's param groups).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../config.hpp"
+#include "../error.hpp"
+
+namespace stochgrad {
+
+/// Per-group overrides of an optimizer's hyper-parameters (layer-wise learning rates, weight
+/// decay exclusion for biases and norms).
+struct group_options {
+  std::string name;                    ///< label for diagnostics and saved state
+  double lr_scale = 1.0;               ///< multiplies the learning rate of this group (>= 0)
+  std::optional<double> lr;            ///< replaces the optimizer's base learning rate
+  std::optional<double> weight_decay;  ///< replaces the optimizer's weight decay
+  bool decay = true;                   ///< false: no weight decay at all in this group
+};
+
+/// Detects Eigen-like dense objects: `.data()`, `.size()`, `.innerStride()`.
+template <class V>
+concept eigen_like_contiguous = requires(V& v) {
+  { v.data() };
+  { v.size() } -> std::convertible_to<std::ptrdiff_t>;
+  { v.innerStride() } -> std::convertible_to<std::ptrdiff_t>;
+};
+
+/// A view of a tensor as a span. Works for std::vector, std::span, std::array, Eigen vectors,
+/// matrices, Map and Ref (contiguous storage only).
+/// @throws invalid_argument for a non-contiguous Eigen expression.
+template <class V>
+auto as_span(V& v) {
+  if constexpr (eigen_like_contiguous<V>) {
+    using T = std::remove_pointer_t<decltype(v.data())>;
+    if (v.size() > 1 && v.innerStride() != 1) {
+      throw invalid_argument("as_span: the Eigen object is not contiguous (inner stride != 1)");
+    }
+    if constexpr (requires { v.outerStride(); v.innerSize(); v.outerSize(); }) {
+      if (v.outerSize() > 1 && v.outerStride() != v.innerSize()) {
+        throw invalid_argument("as_span: the Eigen object is not contiguous (outer stride != inner size)");
+      }
+    }
+    return std::span<T>(v.data(), static_cast<std::size_t>(v.size()));
+  } else {
+    return std::span(v);
+  }
+}
+
+/// The parameters a stepper updates: tensors (contiguous ranges of `T` owned by the caller, e.g.
+/// `std::vector`, `Eigen::Map`, or a raw pointer from libtorch's `data_ptr()`), each in a group.
+/// Tensor `i` gets noise stream `i` (so its random directions do not depend on other tensors).
+/// The caller keeps the memory alive and does not resize it while a stepper uses it.
+template <real_scalar T>
+class parameters {
+ public:
+  using value_type = T;
+
+  /// An empty set with one default group.
+  parameters() { groups_.emplace_back(); }
+
+  /// A set holding one tensor in the default group.
+  explicit parameters(std::span<T> tensor) : parameters() { add(tensor); }
+
+  /// Adds a group with its own options; returns its index.
+  /// @throws invalid_argument for a negative lr_scale, lr or weight decay.
+  std::size_t add_group(group_options opts) {
+    detail::require(opts.lr_scale >= 0.0, "parameters::add_group", "lr_scale", opts.lr_scale, ">= 0");
+    if (opts.lr) detail::require(*opts.lr > 0.0, "parameters::add_group", "lr", *opts.lr, "> 0");
+    if (opts.weight_decay) {
+      detail::require(*opts.weight_decay >= 0.0, "parameters::add_group", "weight_decay", *opts.weight_decay, ">= 0");
+    }
+    groups_.push_back(std::move(opts));
+    return groups_.size() - 1;
+  }
+
+  /// Replaces the options of an existing group (group 0 is the default group).
+  void set_group(std::size_t g, group_options opts) {
+    check_group(g);
+    const std::size_t keep = groups_.size();
+    add_group(std::move(opts));
+    groups_[g] = std::move(groups_.back());
+    groups_.resize(keep);
+  }
+
+  /// Adds a tensor to group `g`.
+  /// @throws invalid_argument for null data with non-zero length or an unknown group.
+  parameters& add(std::span<T> tensor, std::size_t g = 0) {
+    detail::require_data("parameters::add", "tensor", tensor.data(), tensor.size());
+    check_group(g);
+    tensors_.push_back({tensor, g});
+    total_ += tensor.size();
+    return *this;
+  }
+  /// Adds `n` elements at `data` (memory owned by another framework) to group `g`.
+  parameters& add(T* data, std::size_t n, std::size_t g = 0) { return add(std::span<T>(data, n), g); }
+  /// Adds a std::vector, std::array, Eigen vector/matrix/Map/Ref (contiguous) to group `g`.
+  template <class V>
+    requires(!std::is_convertible_v<V&, std::span<T>> && requires(V& v) { as_span(v); })
+  parameters& add(V& v, std::size_t g = 0) {
+    return add(std::span<T>(as_span(v)), g);
+  }
+
+  /// Number of tensors.
+  std::size_t tensors() const noexcept { return tensors_.size(); }
+  /// Tensor `i`.
+  std::span<T> tensor(std::size_t i) const noexcept { return tensors_[i].data; }
+  /// Group of tensor `i`.
+  std::size_t group_of(std::size_t i) const noexcept { return tensors_[i].group; }
+  /// Noise stream of tensor `i`.
+  std::uint32_t stream(std::size_t i) const noexcept { return static_cast<std::uint32_t>(i); }
+  /// Number of groups (at least one).
+  std::size_t groups() const noexcept { return groups_.size(); }
+  /// Options of group `g`.
+  const group_options& group(std::size_t g) const noexcept { return groups_[g]; }
+  /// Total number of elements.
+  std::size_t size() const noexcept { return total_; }
+  /// True when there is no element at all.
+  bool empty() const noexcept { return total_ == 0; }
+
+ private:
+  struct entry {
+    std::span<T> data;
+    std::size_t group;
+  };
+  void check_group(std::size_t g) const {
+    if (g >= groups_.size()) {
+      throw invalid_argument("parameters: group " + std::to_string(g) + " does not exist (there are " +
+                             std::to_string(groups_.size()) + "; call add_group first)");
+    }
+  }
+  std::vector<entry> tensors_;
+  std::vector<group_options> groups_;
+  std::size_t total_ = 0;
+};
+
+}  // namespace stochgrad

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief Learning-rate schedules as policies: a schedule maps the step number k = 0, 1, 2, ...
+/// to a factor that multiplies the optimizer's base learning rate.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <numbers>
+
+#include "../error.hpp"
+
+namespace stochgrad {
+
+/// A schedule: `s(k)` is the learning-rate factor at step k (k counts from 0).
+template <class S>
+concept schedule_policy = requires(const S& s, std::uint64_t k) {
+  { s(k) } -> std::convertible_to<double>;
+};
+
+/// Factor 1 at every step.
+struct constant_schedule {
+  double operator()(std::uint64_t) const noexcept { return 1.0; }
+};
+
+/// Linear warm-up: factor (k + 1) / warmup for k < warmup, then 1.
+struct linear_warmup {
+  std::uint64_t warmup = 0;  ///< warm-up steps (0: none)
+  double operator()(std::uint64_t k) const noexcept {
+    return (warmup == 0 || k >= warmup) ? 1.0 : static_cast<double>(k + 1) / static_cast<double>(warmup);
+  }
+};
+
+/// Linear warm-up then cosine decay from 1 to `min_factor` at step `total` (constant after).
+struct cosine_schedule {
+  std::uint64_t total = 1;   ///< step at which the decay ends (> warmup)
+  std::uint64_t warmup = 0;  ///< linear warm-up steps
+  double min_factor = 0.0;   ///< final factor, in [0, 1]
+  /// @throws invalid_argument if total <= warmup or min_factor outside [0, 1].
+  void validate() const {
+    detail::require(total > warmup, "cosine_schedule", "total", static_cast<double>(total), "> warmup");
+    detail::require(min_factor >= 0.0 && min_factor <= 1.0, "cosine_schedule", "min_factor", min_factor, "in [0, 1]");
+  }
+  double operator()(std::uint64_t k) const noexcept {
+    if (k < warmup) return static_cast<double>(k + 1) / static_cast<double>(warmup);
+    if (k >= total) return min_factor;
+    const double p = static_cast<double>(k - warmup) / static_cast<double>(total - warmup);
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(std::numbers::pi * p));
+  }
+};
+
+/// Step decay: factor gamma^floor(k / every).
+struct step_decay {
+  std::uint64_t every = 1;  ///< steps between decays (> 0)
+  double gamma = 0.1;       ///< multiplicative decay (in (0, 1])
+  void validate() const {
+    detail::require(every > 0, "step_decay", "every", static_cast<double>(every), "> 0");
+    detail::require(gamma > 0.0 && gamma <= 1.0, "step_decay", "gamma", gamma, "in (0, 1]");
+  }
+  double operator()(std::uint64_t k) const noexcept {
+    return std::pow(gamma, static_cast<double>(k / every));
+  }
+};
+
+/// Spall's gain sequence factor `1 / (k + 1 + A)^alpha` (Spall 1998): with base learning rate `a`
+/// this is `a_k = a / (k + 1 + A)^alpha`; with A = 0, alpha = gamma it is the `c_k / c` factor.
+/// Practical defaults alpha = 0.602 (gain a_k), gamma = 0.101 (perturbation c_k).
+struct spall_gain {
+  double A = 0.0;        ///< stability constant (about 10 % of the iterations), >= 0
+  double alpha = 0.602;  ///< decay exponent, > 0
+  void validate() const {
+    detail::require(A >= 0.0, "spall_gain", "A", A, ">= 0");
+    detail::require(alpha > 0.0, "spall_gain", "alpha", alpha, "> 0");
+  }
+  double operator()(std::uint64_t k) const noexcept { return 1.0 / std::pow(static_cast<double>(k) + 1.0 + A, alpha); }
+};
+
+}  // namespace stochgrad

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief `stepper<Estimator, Baseline, Normalizer, Optimizer, T>`: the one class template every
+/// preset (`grpo`, `bnpo`, `mezo`, `spsa`, `adan`) is an alias of.
+///
+/// The estimator drives a step: it collects outcomes (losses at perturbed points, rewards, or
+/// nothing for a first-order gradient), shapes them with the baseline and normalizer policies into
+/// weights, builds a lazy gradient source and hands it to `apply`, which runs the optimizer's fused
+/// update. Hyper-parameters live in the policy objects; sized state (estimator and optimizer) lives
+/// in plain aggregates that `save`/`load` write in the format of serialize.hpp.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <istream>
+#include <ostream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../config.hpp"
+#include "../error.hpp"
+#include "../optim/optimizer.hpp"
+#include "../optim/parameters.hpp"
+#include "../optim/source.hpp"
+#include "../outcome/outcome.hpp"
+#include "../parallel/thread_pool.hpp"
+#include "serialize.hpp"
+
+namespace stochgrad {
+
+/// An estimator policy E for parameters of type T: a state aggregate `E::state<T>` (serializable,
+/// possibly empty), `e.init(p)`, a `name`, a compile-time composition check
+/// `E::check_composition<B, N, O>()` (static_asserts with readable messages), and a
+/// `step(stepper&, args...)` member template that the stepper forwards to.
+template <class E, class T>
+concept estimator_policy = real_scalar<T> && requires(const E& e, const parameters<T>& p) {
+  typename E::template state<T>;
+  { e.template init<T>(p) } -> std::same_as<typename E::template state<T>>;
+  { E::name } -> std::convertible_to<const char*>;
+};
+
+namespace detail {
+template <class T>
+constexpr const char* scalar_name() {
+  return std::is_same_v<T, float> ? "float32" : "float64";
+}
+}  // namespace detail
+
+/// The stepper: parameters + four policies + their state.
+/// @tparam Estimator  how the gradient is estimated (first_order, two_point<...>, score_function<...>)
+/// @tparam Baseline   outcome baseline policy (no_baseline, group_mean, ...)
+/// @tparam Normalizer outcome normalizer policy (no_normalizer, group_std, ...)
+/// @tparam Optimizer  optimizer policy (sgd<>, adam<>, adan<>, ...)
+/// @tparam T          parameter element type (float or double)
+template <class Estimator, class Baseline, class Normalizer, class Optimizer, class T = float>
+class stepper {
+  static_assert(real_scalar<T>, "stochgrad::stepper: the parameter type T must be float or double");
+  static_assert(estimator_policy<Estimator, T>,
+                "stochgrad::stepper: the first template argument must be an estimator policy "
+                "(e.g. first_order, two_point<gaussian>, score_function)");
+  static_assert(baseline_policy<Baseline>,
+                "stochgrad::stepper: the second template argument must be a baseline policy "
+                "(e.g. no_baseline, group_mean, leave_one_out)");
+  static_assert(normalizer_policy<Normalizer>,
+                "stochgrad::stepper: the third template argument must be a normalizer policy "
+                "(e.g. no_normalizer, group_std, beta_normalizer)");
+  static_assert(optimizer_policy<Optimizer, T>,
+                "stochgrad::stepper: the fourth template argument must be an optimizer policy "
+                "(e.g. sgd<>, adam<>, adan<>)");
+  static constexpr bool composition_ok = Estimator::template check_composition<Baseline, Normalizer, Optimizer>();
+
+ public:
+  using value_type = T;
+  using estimator_type = Estimator;
+  using baseline_type = Baseline;
+  using normalizer_type = Normalizer;
+  using optimizer_type = Optimizer;
+  using estimator_state = typename Estimator::template state<T>;
+  using optimizer_state = typename Optimizer::template state<T>;
+
+  /// Builds a stepper over `params` (whose memory the caller owns and keeps alive).
+  /// @throws invalid_argument if the parameter set is empty, or from the policies' validation.
+  explicit stepper(parameters<T> params, Optimizer opt = {}, Estimator est = {}, Baseline base = {},
+                   Normalizer norm = {}, executor ex = {})
+      : params_(std::move(params)),
+        est_(std::move(est)),
+        base_(std::move(base)),
+        norm_(std::move(norm)),
+        opt_(std::move(opt)),
+        ex_(ex),
+        est_state_(est_.template init<T>(params_)),
+        opt_state_(opt_.template init<T>(params_)) {
+    if (params_.empty()) throw invalid_argument("stepper: the parameter set is empty");
+  }
+
+  /// One step; the arguments depend on the estimator (a gradient for first_order, an objective
+  /// for zeroth-order estimators, a batch and a vector-Jacobian callback for score_function).
+  template <class... Args>
+  decltype(auto) step(Args&&... args) {
+    return est_.step(*this, std::forward<Args>(args)...);
+  }
+
+  /// Runs the optimizer's fused update with gradient source `g` and advances the step counter
+  /// (also when the optimizer skips a non-finite gradient, so schedules stay aligned with calls).
+  /// Called by estimators; also usable directly with any gradient source.
+  template <class Source>
+    requires gradient_source<Source, T>
+  update_report apply(const Source& g, double lr_factor = 1.0) {
+    step_context ctx;
+    ctx.step = steps_;
+    ctx.lr_factor = lr_factor;
+    ctx.ex = ex_;
+    const update_report r = opt_.update(params_, opt_state_, g, ctx);
+    ++steps_;
+    return r;
+  }
+
+  /// Number of completed steps.
+  std::uint64_t steps() const noexcept { return steps_; }
+  /// The parameters.
+  const parameters<T>& params() const noexcept { return params_; }
+  /// The policies.
+  Estimator& estimator() noexcept { return est_; }
+  const Estimator& estimator() const noexcept { return est_; }
+  Baseline& baseline() noexcept { return base_; }
+  const Baseline& baseline() const noexcept { return base_; }
+  Normalizer& normalizer() noexcept { return norm_; }
+  const Normalizer& normalizer() const noexcept { return norm_; }
+  Optimizer& optimizer() noexcept { return opt_; }
+  const Optimizer& optimizer() const noexcept { return opt_; }
+  /// The sized state.
+  estimator_state& est_state() noexcept { return est_state_; }
+  const estimator_state& est_state() const noexcept { return est_state_; }
+  optimizer_state& opt_state() noexcept { return opt_state_; }
+  const optimizer_state& opt_state() const noexcept { return opt_state_; }
+  /// Where kernels run.
+  const executor& exec() const noexcept { return ex_; }
+  /// Changes where kernels run (results do not depend on it).
+  void set_executor(executor ex) noexcept { ex_ = ex; }
+
+  /// Identifies the composition in saved state, e.g. "first_order/none/none/adan/float32".
+  static std::string kind() {
+    return std::string(Estimator::name) + "/" + Optimizer::name + "/" + detail::scalar_name<T>();
+  }
+
+  /// Writes the step counter, the estimator state and the optimizer state (format: serialize.hpp).
+  /// Parameters are not saved: they live in the caller's memory.
+  void save(std::ostream& os) const {
+    state_writer w;
+    auto self = const_cast<stepper*>(this);  // serialize() is shared with loading; nothing is modified here
+    self->archive(w);
+    w.finish(os);
+  }
+
+  /// Restores what `save` wrote. On any error (truncated, corrupt, other composition, other
+  /// parameter shapes) throws state_error and leaves the stepper untouched.
+  void load(std::istream& is) {
+    state_reader r(is);
+    stepper_image img{steps_, est_state_, opt_state_};
+    std::string k = kind();
+    r.field("stepper", k);
+    if (k != kind()) throw state_error("load: state of stepper '" + k + "' cannot be loaded into '" + kind() + "'");
+    std::vector<std::uint64_t> sizes;
+    r.field("tensor_sizes", sizes);
+    check_sizes(sizes);
+    r.field("steps", img.steps);
+    img.est.serialize(r);
+    img.opt.serialize(r);
+    r.finish();
+    img.opt.check(params_);
+    steps_ = img.steps;
+    est_state_ = std::move(img.est);
+    opt_state_ = std::move(img.opt);
+  }
+
+ private:
+  struct stepper_image {
+    std::uint64_t steps;
+    estimator_state est;
+    optimizer_state opt;
+  };
+
+  template <class Ar>
+  void archive(Ar& ar) {
+    std::string k = kind();
+    ar.field("stepper", k);
+    std::vector<std::uint64_t> sizes = tensor_sizes();
+    ar.field("tensor_sizes", sizes);
+    ar.field("steps", steps_);
+    est_state_.serialize(ar);
+    opt_state_.serialize(ar);
+  }
+
+  std::vector<std::uint64_t> tensor_sizes() const {
+    std::vector<std::uint64_t> s(params_.tensors());
+    for (std::size_t t = 0; t < s.size(); ++t) s[t] = params_.tensor(t).size();
+    return s;
+  }
+
+  void check_sizes(const std::vector<std::uint64_t>& sizes) const {
+    if (sizes != tensor_sizes()) {
+      throw state_error("load: the saved state is for " + std::to_string(sizes.size()) +
+                        " tensors of other sizes than this stepper's " + std::to_string(params_.tensors()));
+    }
+  }
+
+  parameters<T> params_;
+  Estimator est_;
+  Baseline base_;
+  Normalizer norm_;
+  Optimizer opt_;
+  executor ex_;
+  estimator_state est_state_;
+  optimizer_state opt_state_;
+  std::uint64_t steps_ = 0;
+};
+
+}  // namespace stochgrad
