@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief Baseline and normalizer policies over spans of outcomes, and `advantages()`.
+///
+/// ARCHITECTURE.md §2: every estimator has samples with scalar outcomes `r`, grouped by a
+/// `group_layout`; the sample weights are `w = normalizer(baseline(r))`. A baseline policy writes a
+/// per-sample baseline value `b_n`; a normalizer policy turns `(r, b)` into advantages `A_n`. The
+/// same policies serve policy gradients (GRPO group mean / std, RLOO leave-one-out, BNPO) and
+/// zeroth-order populations (evolution strategies' mean / std shaping).
+///
+/// NaN-awareness (algorithms.md §2.2, §3.2): a NaN outcome ("unscorable": the reward function
+/// returned None) is excluded from every mean and standard deviation. `apply` leaves NaN where an
+/// advantage is undefined (NaN outcome, or a std over fewer than two valid outcomes in a group of
+/// two or more); `advantages()` then maps NaN to 0, as TRL's `nan_to_num` does.
+///
+/// Constant groups (all valid outcomes equal) get advantage exactly 0 from every group-centred
+/// baseline; `advantages()` counts them (`advantage_stats::constant_groups`).
+#pragma once
+
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <type_traits>
+
+#include "../config.hpp"
+#include "../error.hpp"
+#include "group_layout.hpp"
+
+namespace stochgrad {
+
+/// A baseline policy: `b.compute(r, layout, out)` writes a baseline value for every sample
+/// (`out[n]` is subtracted from `r[n]` by the normalizer). Must not allocate once its scratch is
+/// sized. Implementations are templates over float and double.
+template <class B>
+concept baseline_policy = requires(const B& b, std::span<const double> r, const group_layout& g, std::span<double> out) {
+  b.compute(r, g, out);
+};
+
+/// A normalizer policy: `n.apply(r, base, layout, adv)` writes the advantage of every sample.
+/// `base` and `adv` may be the same buffer: an implementation reads `base[n]` only in the pass
+/// that writes `adv[n]`, element by element.
+template <class N>
+concept normalizer_policy = requires(const N& n, std::span<const double> r, std::span<const double> base,
+                                     const group_layout& g, std::span<double> adv) {
+  n.apply(r, base, g, adv);
+};
+
+/// What `advantages()` observed about a batch (diagnostics; nothing here changes the result).
+struct advantage_stats {
+  std::size_t samples = 0;          ///< number of samples
+  std::size_t groups = 0;           ///< number of groups
+  std::size_t nan_outcomes = 0;     ///< outcomes that were NaN (excluded; advantage 0)
+  std::size_t zeroed = 0;           ///< advantages that came out NaN and were set to 0 (includes nan_outcomes)
+  std::size_t constant_groups = 0;  ///< groups whose valid outcomes are all equal (or that have < 2 valid outcomes)
+  std::size_t zero_groups = 0;      ///< groups whose advantages are all exactly 0 (no learning signal)
+  /// Fraction of groups with all-zero advantages (0 for an empty batch).
+  double zero_group_fraction() const noexcept {
+    return groups == 0 ? 0.0 : static_cast<double>(zero_groups) / static_cast<double>(groups);
+  }
+  /// Fraction of constant groups.
+  double constant_group_fraction() const noexcept {
+    return groups == 0 ? 0.0 : static_cast<double>(constant_groups) / static_cast<double>(groups);
+  }
+};
+
+namespace detail {
+
+inline constexpr double nan_v = std::numeric_limits<double>::quiet_NaN();
+
+/// Count, sum, mean and sum of squared deviations of the non-NaN values (two passes).
+struct nan_moments {
+  std::size_t count = 0;
+  double sum = 0.0;
+  double mean = nan_v;
+  double m2 = 0.0;
+  /// Unbiased variance (NaN when count < 2).
+  double var_u() const noexcept { return count < 2 ? nan_v : m2 / static_cast<double>(count - 1); }
+  double std_u() const noexcept { return std::sqrt(var_u()); }
+};
+
+template <class T>
+nan_moments group_moments(std::span<const T> r, const group_layout& g, std::size_t k) {
+  nan_moments m;
+  g.for_each_member(k, [&](std::size_t n) {
+    const double v = static_cast<double>(r[n]);
+    if (!std::isnan(v)) {
+      m.sum += v;
+      ++m.count;
+    }
+  });
+  if (m.count == 0) return m;
+  m.mean = m.sum / static_cast<double>(m.count);
+  g.for_each_member(k, [&](std::size_t n) {
+    const double v = static_cast<double>(r[n]);
+    if (!std::isnan(v)) m.m2 += (v - m.mean) * (v - m.mean);
+  });
+  return m;
+}
+
+template <class T>
+nan_moments span_moments(std::span<const T> x) {
+  nan_moments m;
+  for (const T& xv : x) {
+    const double v = static_cast<double>(xv);
+    if (!std::isnan(v)) {
+      m.sum += v;
+      ++m.count;
+    }
+  }
+  if (m.count == 0) return m;
+  m.mean = m.sum / static_cast<double>(m.count);
+  for (const T& xv : x) {
+    const double v = static_cast<double>(xv);
+    if (!std::isnan(v)) m.m2 += (v - m.mean) * (v - m.mean);
+  }
+  return m;
+}
+
+// Moments of d_n = r_n - base_n over the whole batch (NaN-aware).
+template <class T>
+nan_moments difference_moments(std::span<const T> r, std::span<const T> base) {
+  nan_moments m;
+  for (std::size_t n = 0; n < r.size(); ++n) {
+    const double v = static_cast<double>(r[n]) - static_cast<double>(base[n]);
+    if (!std::isnan(v)) {
+      m.sum += v;
+      ++m.count;
+    }
+  }
+  if (m.count == 0) return m;
+  m.mean = m.sum / static_cast<double>(m.count);
+  for (std::size_t n = 0; n < r.size(); ++n) {
+    const double v = static_cast<double>(r[n]) - static_cast<double>(base[n]);
+    if (!std::isnan(v)) m.m2 += (v - m.mean) * (v - m.mean);
+  }
+  return m;
+}
+
+/// True when the valid (non-NaN) outcomes of group k are all equal (also for < 2 valid outcomes).
+template <class T>
+bool is_constant_group(std::span<const T> r, const group_layout& g, std::size_t k) {
+  bool constant = true, seen = false;
+  double first = 0.0;
+  g.for_each_member(k, [&](std::size_t n) {
+    const double v = static_cast<double>(r[n]);
+    if (std::isnan(v)) return;
+    if (!seen) {
+      first = v;
+      seen = true;
+    } else if (v != first) {
+      constant = false;
+    }
+  });
+  return constant;
+}
+
+inline void check_outcome_sizes(const char* what, std::size_t r, std::size_t out, const group_layout& g) {
+  require(r >= 1, what, "outcomes.size() (empty batch)", 0.0, ">= 1");
+  require_same_size(what, "outcomes", r, "layout samples", g.samples());
+  require_same_size(what, "outcomes", r, "output", out);
+}
+
+inline void require_nonnegative_eps(const char* what, double eps) {
+  require(eps >= 0.0 && std::isfinite(eps), what, "eps", eps, "finite and >= 0");
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Baselines
+// ---------------------------------------------------------------------------------------------
+
+/// No baseline: `b_n = 0` (REINFORCE without a baseline; zeroth-order one-point estimates).
+struct no_baseline {
+  /// Writes zeros. @throws size_mismatch / invalid_argument on bad sizes.
+  template <real_scalar T>
+  void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
+    detail::check_outcome_sizes("no_baseline", r.size(), out.size(), g);
+    for (T& o : out) o = T(0);
+  }
+};
+
+/// Group mean: `b_n = nanmean of the outcomes of n's group` (GRPO, Dr. GRPO, BNPO's `p_i` in
+/// reward units).
+///
+/// Singleton groups (exactly one sample): TRL semantics by default (`b = r`, so the advantage is
+/// 0); with `verl_singletons` the baseline is 0 (verl's `compute_grpo_outcome_advantage` uses mean
+/// 0 and std 1 for a group of one, algorithms.md §0.5.1). A group with no valid outcome gets NaN.
+struct group_mean {
+  bool verl_singletons = false;  ///< verl: mean 0 for a group of one sample
+
+  /// TRL semantics (the default).
+  static group_mean trl() noexcept { return {}; }
+  /// verl / BNPO-repo / Reinforce-Ada semantics (singleton mean 0).
+  static group_mean verl() noexcept { return group_mean{true}; }
+
+  template <real_scalar T>
+  void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
+    detail::check_outcome_sizes("group_mean", r.size(), out.size(), g);
+    for (std::size_t k = 0; k < g.groups(); ++k) {
+      double b;
+      if (verl_singletons && g.size_of(k) == 1) {
+        b = 0.0;
+      } else {
+        const detail::nan_moments m = detail::group_moments(r, g, k);
+        b = m.mean;
+      }
+      g.for_each_member(k, [&](std::size_t n) { out[n] = static_cast<T>(b); });
+    }
+  }
+};
+
+/// Leave-one-out (RLOO, algorithms.md §3.10): `b_n = (sum_{valid j in group} r_j - r_n) / (G_i - 1)`
+/// with `G_i` the number of valid outcomes of the group. A group with a single valid outcome gives
+/// 0/0 = NaN (advantage 0); NaN outcomes get NaN. Without NaN, `r_n - b_n = G/(G-1) (r_n - mean)`.
+struct leave_one_out {
+  template <real_scalar T>
+  void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
+    detail::check_outcome_sizes("leave_one_out", r.size(), out.size(), g);
+    for (std::size_t k = 0; k < g.groups(); ++k) {
+      double s = 0.0;
+      std::size_t c = 0;
+      g.for_each_member(k, [&](std::size_t n) {
+        const double v = static_cast<double>(r[n]);
+        if (!std::isnan(v)) {
+          s += v;
+          ++c;
+        }
+      });
+      const double denom = static_cast<double>(c) - 1.0;
+      g.for_each_member(k, [&](std::size_t n) {
+        const double v = static_cast<double>(r[n]);
+        out[n] = static_cast<T>(std::isnan(v) ? detail::nan_v : (s - v) / denom);
+      });
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Normalizers
+// ---------------------------------------------------------------------------------------------
+
+/// No normalizer: `A_n = r_n - b_n` (Dr. GRPO's advantage with the group mean; RLOO).
+struct no_normalizer {
+  template <real_scalar T>
+  void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
+    detail::check_outcome_sizes("no_normalizer", r.size(), adv.size(), g);
+    detail::require_same_size("no_normalizer", "outcomes", r.size(), "baseline", base.size());
+    for (std::size_t n = 0; n < r.size(); ++n) {
+      adv[n] = static_cast<T>(static_cast<double>(r[n]) - static_cast<double>(base[n]));
+    }
+  }
+};
+
+/// Group standard deviation: `A_n = (r_n - b_n) / (s_i + eps)` with `s_i` the unbiased (Bessel)
+/// NaN-aware standard deviation of the outcomes of n's group; eps is ADDED to the std
+/// (algorithms.md §3.2). TRL: eps = 1e-4 (the default); verl: 1e-6.
+///
+/// Groups of exactly one sample: TRL uses s = 0 (so with the group mean the advantage is 0); with
+/// `verl_singletons`, s = 1 (verl: `A = r / (1 + eps)` together with `group_mean::verl()`). A group
+/// of two or more samples with fewer than two valid outcomes has an undefined std: NaN (advantage
+/// 0 after `advantages()`), as TRL's `nanstd` gives.
+struct group_std {
+  double eps = 1e-4;             ///< added to the std; >= 0
+  bool verl_singletons = false;  ///< verl: std 1 for a group of one sample
+
+  /// TRL semantics: eps 1e-4, singleton std 0.
+  static group_std trl() noexcept { return {}; }
+  /// verl semantics: eps 1e-6, singleton std 1.
+  static group_std verl() noexcept { return group_std{1e-6, true}; }
+
+  template <real_scalar T>
+  void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
+    detail::require_nonnegative_eps("group_std", eps);
+    detail::check_outcome_sizes("group_std", r.size(), adv.size(), g);
+    detail::require_same_size("group_std", "outcomes", r.size(), "baseline", base.size());
+    for (std::size_t k = 0; k < g.groups(); ++k) {
+      double s;
+      if (g.size_of(k) == 1) {
+        s = verl_singletons ? 1.0 : 0.0;
+      } else {
+        s = detail::group_moments(r, g, k).std_u();
+      }
+      const double d = s + eps;
+      g.for_each_member(k, [&](std::size_t n) {
+        adv[n] = static_cast<T>((static_cast<double>(r[n]) - static_cast<double>(base[n])) / d);
+      });
+    }
+  }
+};
+
+/// Batch standard deviation: `A_n = (r_n - b_n) / (s + eps)` with `s` the unbiased NaN-aware std
+/// of all outcomes of the batch (TRL `scale_rewards="batch"`; the baseline stays the group mean).
+/// A batch of one sample uses s = 0; fewer than two valid outcomes otherwise gives NaN.
+struct batch_std {
+  double eps = 1e-4;  ///< added to the std; >= 0
+
+  template <real_scalar T>
+  void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
+    detail::require_nonnegative_eps("batch_std", eps);
+    detail::check_outcome_sizes("batch_std", r.size(), adv.size(), g);
+    detail::require_same_size("batch_std", "outcomes", r.size(), "baseline", base.size());
+    const double s = r.size() == 1 ? 0.0 : detail::span_moments(r).std_u();
+    const double d = s + eps;
+    for (std::size_t n = 0; n < r.size(); ++n) {
+      adv[n] = static_cast<T>((static_cast<double>(r[n]) - static_cast<double>(base[n])) / d);
+    }
+  }
+};
+
+/// Batch whitening of the baseline-subtracted outcomes (TRL RLOO `normalize_advantages`, and the
+/// final step of GDPO): `d_n = r_n - b_n`, `A_n = (d_n - nanmean(d)) / (nanstd_u(d) + eps)` over
+/// the whole batch.
+struct batch_whiten {
+  double eps = 1e-4;  ///< added to the std; >= 0
+
+  template <real_scalar T>
+  void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
+    detail::require_nonnegative_eps("batch_whiten", eps);
+    detail::check_outcome_sizes("batch_whiten", r.size(), adv.size(), g);
+    detail::require_same_size("batch_whiten", "outcomes", r.size(), "baseline", base.size());
+    const detail::nan_moments m = detail::difference_moments(r, base);
+    const double mu = m.mean;
+    const double d = m.std_u() + eps;
+    for (std::size_t n = 0; n < r.size(); ++n) {
+      const double v = static_cast<double>(r[n]) - static_cast<double>(base[n]);
+      adv[n] = static_cast<T>((v - mu) / d);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// advantages()
+// ---------------------------------------------------------------------------------------------
+
+/// Advantages `A = normalizer(baseline(r))`, with NaN results mapped to 0 (unscorable samples and
+/// undefined group statistics contribute no gradient).
+/// @param b    baseline policy
+/// @param nrm  normalizer policy
+/// @param r    outcomes (rewards, losses), one per sample; NaN = no outcome
+/// @param g    grouping of the samples (`g.samples() == r.size()`)
+/// @param adv  output, same length as `r`; used as the baseline buffer too (no allocation)
+/// @return counts of NaN outcomes, constant groups and all-zero groups
+/// @throws size_mismatch if the lengths differ; invalid_argument for an empty batch or invalid
+///         policy parameters (and whatever the policies throw, e.g. BNPO rewards out of range)
+template <baseline_policy B, normalizer_policy N, real_scalar T>
+advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const group_layout& g, std::span<T> adv) {
+  detail::check_outcome_sizes("advantages", r.size(), adv.size(), g);
+  detail::require_data("advantages", "outcomes", r.data(), r.size());
+  detail::require_data("advantages", "advantages", adv.data(), adv.size());
+  b.compute(r, g, adv);
+  nrm.apply(r, std::span<const T>(adv.data(), adv.size()), g, adv);
+  advantage_stats st;
+  st.samples = r.size();
+  st.groups = g.groups();
+  for (std::size_t n = 0; n < r.size(); ++n) {
+    if (std::isnan(static_cast<double>(r[n]))) ++st.nan_outcomes;
+    if (std::isnan(static_cast<double>(adv[n]))) {
+      adv[n] = T(0);
+      ++st.zeroed;
+    }
+  }
+  for (std::size_t k = 0; k < g.groups(); ++k) {
+    bool zero = true;
+    g.for_each_member(k, [&](std::size_t n) { zero = zero && adv[n] == T(0); });
+    st.zero_groups += zero ? 1 : 0;
+    st.constant_groups += detail::is_constant_group(r, g, k) ? 1 : 0;
+  }
+  return st;
+}
+
+/// @copydoc advantages
+/// Overload for non-const outcome spans and containers convertible to spans.
+template <baseline_policy B, normalizer_policy N, real_scalar T>
+advantage_stats advantages(const B& b, const N& nrm, std::span<T> r, const group_layout& g, std::span<T> adv) {
+  return advantages(b, nrm, std::span<const T>(r.data(), r.size()), g, adv);
+}
+
+}  // namespace stochgrad
