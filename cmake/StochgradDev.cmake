@@ -10,9 +10,10 @@ function(stochgrad_dev_target target)
     -Wnon-virtual-dtor -Woverloaded-virtual -Wcast-align -Wnull-dereference
     -Wformat=2 -Wimplicit-fallthrough)
   # GCC 12's AVX-512 intrinsics headers trigger false -Wmaybe-uninitialized reports from their own
-  # `_mm512_undefined_*()` placeholders once inlined (GCC bug 105593, fixed in GCC 13).
+  # `_mm512_undefined_*()` placeholders once inlined (GCC bug 105593, fixed in GCC 13); depending
+  # on the inlining context the report is -Wmaybe-uninitialized or -Wuninitialized.
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
-    target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+    target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized)
   endif()
   if(STOCHGRAD_WERROR)
     target_compile_options(${target} PRIVATE -Werror)

@@ -18,6 +18,12 @@
 #include "../parallel/thread_pool.hpp"
 #include "../rng/noise.hpp"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define STOCHGRAD_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define STOCHGRAD_ALWAYS_INLINE_LAMBDA
+#endif
+
 namespace stochgrad {
 namespace detail {
 
@@ -40,24 +46,64 @@ void parallel_ranges(const executor& ex, std::size_t n, F&& f) {
   });
 }
 
+/// Writes the chunk of noise starting at element e0 (e0 % 4 == 0) to z[0, simd::chunk).
+template <class D, class G, class T>
+STOCHGRAD_ALWAYS_INLINE void noise_chunk_to(const noise_key& key, std::uint64_t e0, T* z) noexcept {
+  using B = xsimd::batch<T>;
+  B zb[simd::chunk_batches<T>];
+  noise_chunk<D, G>(key, e0, zb);
+  for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r) zb[r].store_aligned(z + r * B::size);
+}
+
+/// Runs `body(i, z)` on [b, e) chunk by chunk (z: registers of noise for elements i ..
+/// i + simd::chunk), and `edge(i, count, z)` for the partial chunks at both ends (z: an array whose
+/// element k is the noise of element i + k). Noise index of element i is first + i. Partial chunks
+/// are generated whole with the SIMD path and only the needed elements are used, which gives the
+/// same bits as the scalar path (noise_value) at a fraction of its cost.
+template <class D, class G, class T, class Body, class Edge>
+STOCHGRAD_ALWAYS_INLINE void for_noise_chunks(std::size_t b, std::size_t e, const noise_key& key, std::uint64_t first,
+                                              Body&& body, Edge&& edge) noexcept {
+  using B = xsimd::batch<T>;
+  constexpr std::size_t C = simd::chunk;
+  std::size_t i = b;
+  if (i < e && ((first + i) & 3u) != 0) {
+    const std::uint64_t e0 = (first + i) & ~std::uint64_t{3};
+    alignas(64) T z[C];
+    noise_chunk_to<D, G, T>(key, e0, z);
+    const std::size_t skip = static_cast<std::size_t>((first + i) - e0);
+    const std::size_t n = std::min(e - i, C - skip);
+    edge(i, n, z + skip);
+    i += n;
+  }
+  for (; i + C <= e; i += C) {
+    B z[simd::chunk_batches<T>];
+    noise_chunk<D, G>(key, first + i, z);
+    body(i, z);
+  }
+  if (i < e) {
+    alignas(64) T z[C];
+    noise_chunk_to<D, G, T>(key, first + i, z);
+    edge(i, e - i, z);
+  }
+}
+
 /// x[i] += s * z(first + i) for i in [b, e).
 template <class D, class G, class T>
 void perturb_range(T* STOCHGRAD_RESTRICT x, std::size_t b, std::size_t e, T s, const noise_key& key,
                    std::uint64_t first) noexcept {
   using B = xsimd::batch<T>;
-  constexpr std::size_t C = simd::chunk, W = B::size, NB = simd::chunk_batches<T>;
-  std::size_t i = b;
-  for (; i < e && ((first + i) & 3u) != 0; ++i) x[i] = simd::madd(s, noise_value<D, G, T>(key, first + i), x[i]);
   const B sb(s);
-  for (; i + C <= e; i += C) {
-    B z[NB];
-    noise_chunk<D, G>(key, first + i, z);
-    for (std::size_t r = 0; r < NB; ++r) {
-      T* p = x + i + r * W;
-      simd::madd(sb, z[r], B::load_unaligned(p)).store_unaligned(p);
-    }
-  }
-  for (; i < e; ++i) x[i] = simd::madd(s, noise_value<D, G, T>(key, first + i), x[i]);
+  for_noise_chunks<D, G, T>(
+      b, e, key, first,
+      [x, sb](std::size_t i, const B* z) STOCHGRAD_ALWAYS_INLINE_LAMBDA {
+        for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r) {
+          T* p = x + i + r * B::size;
+          simd::madd(sb, z[r], B::load_unaligned(p)).store_unaligned(p);
+        }
+      },
+      [x, s](std::size_t i, std::size_t n, const T* z) {
+        for (std::size_t k = 0; k < n; ++k) x[i + k] = simd::madd(s, z[k], x[i + k]);
+      });
 }
 
 /// out[i] = z(first + i) for i in [b, e).
@@ -65,15 +111,14 @@ template <class D, class G, class T>
 void generate_range(T* STOCHGRAD_RESTRICT out, std::size_t b, std::size_t e, const noise_key& key,
                     std::uint64_t first) noexcept {
   using B = xsimd::batch<T>;
-  constexpr std::size_t C = simd::chunk, W = B::size, NB = simd::chunk_batches<T>;
-  std::size_t i = b;
-  for (; i < e && ((first + i) & 3u) != 0; ++i) out[i] = noise_value<D, G, T>(key, first + i);
-  for (; i + C <= e; i += C) {
-    B z[NB];
-    noise_chunk<D, G>(key, first + i, z);
-    for (std::size_t r = 0; r < NB; ++r) z[r].store_unaligned(out + i + r * W);
-  }
-  for (; i < e; ++i) out[i] = noise_value<D, G, T>(key, first + i);
+  for_noise_chunks<D, G, T>(
+      b, e, key, first,
+      [out](std::size_t i, const B* z) STOCHGRAD_ALWAYS_INLINE_LAMBDA {
+        for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r) z[r].store_unaligned(out + i + r * B::size);
+      },
+      [out](std::size_t i, std::size_t n, const T* z) {
+        for (std::size_t k = 0; k < n; ++k) out[i + k] = z[k];
+      });
 }
 
 }  // namespace detail

@@ -217,26 +217,135 @@ constexpr philox_key key_for(const noise_key& k) noexcept {
   return {static_cast<std::uint32_t>(k.seed), static_cast<std::uint32_t>(k.seed >> 32)};
 }
 
-// Lane j of a SIMD chunk computes Philox block  b0 + (W/4)*(j%4) + j/4  so that the in-lane 4x4
-// transposes below (xsimd zip_lo/zip_hi act within 128-bit lanes on x86) leave the variates in memory
-// order: register R of the chunk holds elements 4*W/4*R ... of blocks b0 + (W/4)R + k in its 128-bit lane k.
-inline u32b chunk_block_offsets() noexcept {
-  constexpr std::size_t W = u32b::size;
-  alignas(64) std::uint32_t off[W];
-  for (std::size_t j = 0; j < W; ++j) off[j] = static_cast<std::uint32_t>((W / 4) * (j % 4) + j / 4);
-  return u32b::load_aligned(off);
+// ---------------------------------------------------------------------------------------------
+// Chunk layout. A chunk is `simd::chunk` = 4 W elements (W float lanes) = W Philox blocks, run as
+// two half-density register sets of W/2 blocks (see philox.hpp). After the rounds, each set is
+// packed into two full 32-bit registers P and Q: lane j = 2m + p holds words 2p (P) and 2p + 1 (Q)
+// of the block in 64-bit lane m. The distribution maps (P, Q) lane-wise to (E, O), the variates of
+// elements 4b + 2p and 4b + 2p + 1 (for the Gaussian: one Box–Muller pair). An in-lane unpack
+// (unpacklo/unpackhi within 128-bit lanes) of E and O then yields memory order, provided 64-bit
+// lane m of a set holds set-relative block sigma(m) with sigma(2k) = k, sigma(2k + 1) = W/4 + k.
+
+#if defined(STOCHGRAD_PHILOX_HD)
+static_assert(STOCHGRAD_PHILOX_HD == 8 * sizeof(f32b), "stochgrad: SIMD Philox width must match the float register");
+
+// Set-relative block numbers sigma(m) of the 64-bit lanes, offset by the set's position.
+template <std::size_t Set>
+struct chunk_set_offsets {
+  static constexpr std::size_t Q = f32b::size / 2, L = Q / 2;
+  alignas(64) static constexpr std::uint64_t value[Q] = {
+#if STOCHGRAD_PHILOX_HD == 512
+      Set * Q + 0, Set * Q + L + 0, Set * Q + 1, Set * Q + L + 1, Set * Q + 2, Set * Q + L + 2, Set * Q + 3, Set * Q + L + 3
+#elif STOCHGRAD_PHILOX_HD == 256
+      Set * Q + 0, Set * Q + L + 0, Set * Q + 1, Set * Q + L + 1
+#else
+      Set * Q + 0, Set * Q + L + 0
+#endif
+  };
+};
+
+// 64-bit block numbers of the lanes of register set `Set` of the chunk starting at block b0.
+template <std::size_t Set>
+STOCHGRAD_ALWAYS_INLINE hd_reg chunk_set_blocks(std::uint64_t b0) noexcept {
+  const std::uint64_t* off = chunk_set_offsets<Set>::value;
+#if STOCHGRAD_PHILOX_HD == 512
+  return _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(b0)), _mm512_load_si512(off));
+#elif STOCHGRAD_PHILOX_HD == 256
+  return _mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(b0)),
+                          _mm256_load_si256(reinterpret_cast<const __m256i*>(off)));
+#else
+  return _mm_add_epi64(_mm_set1_epi64x(static_cast<long long>(b0)), _mm_load_si128(reinterpret_cast<const __m128i*>(off)));
+#endif
 }
 
-STOCHGRAD_ALWAYS_INLINE void transpose4_inlane(f32b& r0, f32b& r1, f32b& r2, f32b& r3) noexcept {
-  using d64 = xsimd::batch<double>;
-  static_assert(d64::size * 2 == f32b::size);
-  const f32b a = xsimd::zip_lo(r0, r1), b = xsimd::zip_hi(r0, r1);
-  const f32b c = xsimd::zip_lo(r2, r3), d = xsimd::zip_hi(r2, r3);
-  const d64 ad = bits_as<d64>(a), bd = bits_as<d64>(b), cd = bits_as<d64>(c), dd = bits_as<d64>(d);
-  r0 = bits_as<f32b>(xsimd::zip_lo(ad, cd));
-  r1 = bits_as<f32b>(xsimd::zip_hi(ad, cd));
-  r2 = bits_as<f32b>(xsimd::zip_lo(bd, dd));
-  r3 = bits_as<f32b>(xsimd::zip_hi(bd, dd));
+// Full register whose lane 2m is the low word of a's 64-bit lane m and lane 2m + 1 that of b's.
+STOCHGRAD_ALWAYS_INLINE u32b pack_low_words(hd_reg a, hd_reg b) noexcept {
+#if STOCHGRAD_PHILOX_HD == 512
+  const __m512i idx = _mm512_set_epi32(30, 14, 28, 12, 26, 10, 24, 8, 22, 6, 20, 4, 18, 2, 16, 0);
+  return u32b(_mm512_permutex2var_epi32(a, idx, b));
+#elif STOCHGRAD_PHILOX_HD == 256
+  return u32b(_mm256_blend_epi32(a, _mm256_slli_epi64(b, 32), 0xAA));
+#else
+  return u32b(_mm_or_si128(_mm_and_si128(a, _mm_set1_epi64x(0xffffffffLL)), _mm_slli_epi64(b, 32)));
+#endif
+}
+
+// In-lane interleave of the even- and odd-element variates into memory order.
+STOCHGRAD_ALWAYS_INLINE void interleave_inlane(const f32b& e, const f32b& o, f32b& lo, f32b& hi) noexcept {
+#if STOCHGRAD_PHILOX_HD == 512
+  lo = f32b(_mm512_unpacklo_ps(e, o));
+  hi = f32b(_mm512_unpackhi_ps(e, o));
+#elif STOCHGRAD_PHILOX_HD == 256
+  lo = f32b(_mm256_unpacklo_ps(e, o));
+  hi = f32b(_mm256_unpackhi_ps(e, o));
+#else
+  lo = f32b(_mm_unpacklo_ps(e, o));
+  hi = f32b(_mm_unpackhi_ps(e, o));
+#endif
+}
+#endif
+
+// Variates of the even and odd elements from the word registers P and Q (see the layout above).
+template <class D>
+STOCHGRAD_ALWAYS_INLINE void variates_from_words(const u32b& p, const u32b& q, f32b& e, f32b& o) noexcept {
+  if constexpr (std::is_same_v<D, gaussian>) {
+    box_muller<f32b, u32b>(p, q, e, o);
+  } else if constexpr (std::is_same_v<D, rademacher>) {
+    e = rademacher_from<f32b>(p);
+    o = rademacher_from<f32b>(q);
+  } else if constexpr (std::is_same_v<D, uniform>) {
+    e = uniform01(p);
+    o = uniform01(q);
+  } else {
+    e = segmented_from<f32b>(p);
+    o = segmented_from<f32b>(q);
+  }
+}
+
+// The four float registers of the chunk starting at block b0, in memory order.
+template <class D, int Rounds>
+STOCHGRAD_ALWAYS_INLINE void chunk_variates(std::uint64_t b0, std::uint32_t stream, std::uint32_t draw, std::uint32_t k0,
+                                            std::uint32_t k1, f32b out[4]) noexcept {
+#if defined(STOCHGRAD_PHILOX_HD)
+  hd_reg c0[2], c1[2], c2[2], c3[2];
+  c0[0] = chunk_set_blocks<0>(b0);
+  c0[1] = chunk_set_blocks<1>(b0);
+  for (int s = 0; s < 2; ++s) {
+    c1[s] = hd_hi(c0[s]);  // block >> 32
+    c2[s] = hd_set(stream);
+    c3[s] = hd_set(draw);
+  }
+  philox_rounds_hd<Rounds, 2>(c0, c1, c2, c3, k0, k1);
+  for (int s = 0; s < 2; ++s) {
+    f32b e, o;
+    variates_from_words<D>(pack_low_words(c0[s], c2[s]), pack_low_words(c1[s], c3[s]), e, o);
+    interleave_inlane(e, o, out[2 * s], out[2 * s + 1]);
+  }
+#else
+  // Portable form (any register width): blocks computed one at a time, then the same mapping.
+  constexpr std::size_t W = f32b::size;
+  alignas(64) std::uint32_t pw[W], qw[W];
+  alignas(64) float ev[W], ov[W], mem[4 * W];
+  for (std::size_t s = 0; s < 2; ++s) {
+    for (std::size_t j = 0; j < W; ++j) {
+      const std::uint64_t blk = b0 + s * (W / 2) + j / 2;
+      const philox_block o = philox4x32<Rounds>({static_cast<std::uint32_t>(blk), static_cast<std::uint32_t>(blk >> 32),
+                                                  stream, draw},
+                                                 {k0, k1});
+      pw[j] = o[2 * (j % 2)];
+      qw[j] = o[2 * (j % 2) + 1];
+    }
+    f32b e, o;
+    variates_from_words<D>(u32b::load_aligned(pw), u32b::load_aligned(qw), e, o);
+    e.store_aligned(ev);
+    o.store_aligned(ov);
+    for (std::size_t j = 0; j < W; ++j) {
+      mem[s * 2 * W + 2 * j] = ev[j];
+      mem[s * 2 * W + 2 * j + 1] = ov[j];
+    }
+  }
+  for (std::size_t r = 0; r < 4; ++r) out[r] = f32b::load_aligned(mem + r * W);
+#endif
 }
 
 using f64b = xsimd::batch<double>;
@@ -286,44 +395,8 @@ inline float noise_at(const noise_key& key, std::uint64_t e) noexcept {
 /// every element.
 template <noise_distribution D, noise_generator G = default_generator>
 STOCHGRAD_ALWAYS_INLINE void noise_chunk(const noise_key& key, std::uint64_t e0, xsimd::batch<float> out[4]) noexcept {
-  using detail::u32b;
-  using detail::f32b;
-  const std::uint64_t b0 = e0 >> 2;
-  const u32b offs = detail::chunk_block_offsets();
-  const u32b lo = u32b(static_cast<std::uint32_t>(b0)) + offs;
-  // Carry into the high word where the low word wrapped.
-  const u32b carry = xsimd::select(lo < offs, u32b(1u), u32b(0u));
-  u32b c0 = lo;
-  u32b c1 = u32b(static_cast<std::uint32_t>(b0 >> 32)) + carry;
-  u32b c2 = u32b(key.stream);
-  u32b c3 = u32b(key.draw);
-  detail::philox_rounds<G::rounds>(c0, c1, c2, c3, static_cast<std::uint32_t>(key.seed),
-                                   static_cast<std::uint32_t>(key.seed >> 32));
-  f32b v0, v1, v2, v3;
-  if constexpr (std::is_same_v<D, gaussian>) {
-    detail::box_muller<f32b, u32b>(c0, c1, v0, v1);
-    detail::box_muller<f32b, u32b>(c2, c3, v2, v3);
-  } else if constexpr (std::is_same_v<D, rademacher>) {
-    v0 = detail::rademacher_from<f32b>(c0);
-    v1 = detail::rademacher_from<f32b>(c1);
-    v2 = detail::rademacher_from<f32b>(c2);
-    v3 = detail::rademacher_from<f32b>(c3);
-  } else if constexpr (std::is_same_v<D, uniform>) {
-    v0 = detail::uniform01(c0);
-    v1 = detail::uniform01(c1);
-    v2 = detail::uniform01(c2);
-    v3 = detail::uniform01(c3);
-  } else {
-    v0 = detail::segmented_from<f32b>(c0);
-    v1 = detail::segmented_from<f32b>(c1);
-    v2 = detail::segmented_from<f32b>(c2);
-    v3 = detail::segmented_from<f32b>(c3);
-  }
-  detail::transpose4_inlane(v0, v1, v2, v3);
-  out[0] = v0;
-  out[1] = v1;
-  out[2] = v2;
-  out[3] = v3;
+  detail::chunk_variates<D, G::rounds>(e0 >> 2, key.stream, key.draw, static_cast<std::uint32_t>(key.seed),
+                                       static_cast<std::uint32_t>(key.seed >> 32), out);
 }
 
 /// @copydoc noise_chunk

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 #include "../config.hpp"
@@ -47,41 +48,84 @@ constexpr STOCHGRAD_ALWAYS_INLINE void mulhilo(std::uint32_t a, std::uint32_t m,
 
 using u32batch = xsimd::batch<std::uint32_t>;
 
-// 32x32 -> 64-bit products of every lane with a constant, split into high and low words.
+// 32x32 -> 64-bit products of every lane with a constant, split into high and low words
+// (full-density SoA form: one block per 32-bit lane). Kept for callers that hold words in
+// xsimd registers; the chunk generator uses the half-density form below, which is cheaper.
 STOCHGRAD_ALWAYS_INLINE void mulhilo(const u32batch& a, std::uint32_t m, u32batch& hi, u32batch& lo) noexcept {
-#if defined(__AVX512F__)
-  static_assert(u32batch::size == 16, "stochgrad: unexpected register width for AVX-512");
-  const __m512i av = a;
-  const __m512i mv = _mm512_set1_epi32(static_cast<int>(m));
-  const __m512i even = _mm512_mul_epu32(av, mv);
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(av, 32), mv);
-  hi = u32batch(_mm512_mask_blend_epi32(static_cast<__mmask16>(0xAAAA), _mm512_srli_epi64(even, 32), odd));
-  lo = u32batch(_mm512_mask_blend_epi32(static_cast<__mmask16>(0xAAAA), even, _mm512_slli_epi64(odd, 32)));
-#elif defined(__AVX2__)
-  static_assert(u32batch::size == 8, "stochgrad: unexpected register width for AVX2");
-  const __m256i av = a;
-  const __m256i mv = _mm256_set1_epi32(static_cast<int>(m));
-  const __m256i even = _mm256_mul_epu32(av, mv);
-  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(av, 32), mv);
-  hi = u32batch(_mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA));
-  lo = u32batch(_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA));
-#elif defined(__SSE4_1__) && !defined(__AVX__)
-  static_assert(u32batch::size == 4, "stochgrad: unexpected register width for SSE4.1");
-  const __m128i av = a;
-  const __m128i mv = _mm_set1_epi32(static_cast<int>(m));
-  const __m128i even = _mm_mul_epu32(av, mv);
-  const __m128i odd = _mm_mul_epu32(_mm_srli_epi64(av, 32), mv);
-  hi = u32batch(_mm_blend_epi16(_mm_srli_epi64(even, 32), odd, 0xCC));
-  lo = u32batch(_mm_blend_epi16(even, _mm_slli_epi64(odd, 32), 0xCC));
-#else
-  // Portable fallback: lane by lane.
   alignas(64) std::uint32_t in[u32batch::size], h[u32batch::size], l[u32batch::size];
   a.store_aligned(in);
   for (std::size_t i = 0; i < u32batch::size; ++i) mulhilo(in[i], m, h[i], l[i]);
   hi = u32batch::load_aligned(h);
   lo = u32batch::load_aligned(l);
-#endif
 }
+
+// ---------------------------------------------------------------------------------------------
+// Half-density SIMD Philox. Each 64-bit lane of a register holds one counter word in its low
+// 32 bits; the high 32 bits are "don't care". A round is then two unsigned 32x32->64 multiplies
+// (which read only the low halves), two 64-bit right shifts for the high products and two
+// three-way XORs: 6 instructions per round for W/2 blocks, against 16 for the full-density form
+// (whose high/low split needs extra shifts and blends). The low product word needs no work at
+// all: its low half *is* the low word. Only the masked/zeroing intrinsic forms are used on
+// AVX-512, because GCC 12's unmasked forms start from `_mm512_undefined_*()` and trigger false
+// -Wuninitialized reports once inlined (GCC bug 105593).
+#if defined(__AVX512F__)
+#define STOCHGRAD_PHILOX_HD 512
+using hd_reg = __m512i;
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_set(std::uint32_t x) noexcept { return _mm512_set1_epi64(static_cast<long long>(x)); }
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_mul(hd_reg a, hd_reg m) noexcept {
+  return _mm512_maskz_mul_epu32(static_cast<__mmask8>(0xFF), a, m);
+}
+// The high word moved down by a dword shuffle (port 5) rather than a shift (port 0, which the
+// multiplies already load).
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_hi(hd_reg p) noexcept {
+  return _mm512_maskz_shuffle_epi32(static_cast<__mmask16>(0xFFFF), p, static_cast<_MM_PERM_ENUM>(0xF5));
+}
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_xor3(hd_reg a, hd_reg b, hd_reg c) noexcept {
+  return _mm512_ternarylogic_epi64(a, b, c, 0x96);
+}
+#elif defined(__AVX2__)
+#define STOCHGRAD_PHILOX_HD 256
+using hd_reg = __m256i;
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_set(std::uint32_t x) noexcept { return _mm256_set1_epi64x(static_cast<long long>(x)); }
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_mul(hd_reg a, hd_reg m) noexcept { return _mm256_mul_epu32(a, m); }
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_hi(hd_reg p) noexcept { return _mm256_srli_epi64(p, 32); }
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_xor3(hd_reg a, hd_reg b, hd_reg c) noexcept {
+  return _mm256_xor_si256(_mm256_xor_si256(a, b), c);
+}
+#elif defined(__SSE2__) && !defined(__AVX__)
+#define STOCHGRAD_PHILOX_HD 128
+using hd_reg = __m128i;
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_set(std::uint32_t x) noexcept { return _mm_set1_epi64x(static_cast<long long>(x)); }
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_mul(hd_reg a, hd_reg m) noexcept { return _mm_mul_epu32(a, m); }
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_hi(hd_reg p) noexcept { return _mm_srli_epi64(p, 32); }
+STOCHGRAD_ALWAYS_INLINE hd_reg hd_xor3(hd_reg a, hd_reg b, hd_reg c) noexcept {
+  return _mm_xor_si128(_mm_xor_si128(a, b), c);
+}
+#endif
+
+#if defined(STOCHGRAD_PHILOX_HD)
+/// Philox rounds on `N` independent half-density register sets (interleaved for latency hiding).
+template <int Rounds, int N>
+STOCHGRAD_ALWAYS_INLINE void philox_rounds_hd(hd_reg (&c0)[N], hd_reg (&c1)[N], hd_reg (&c2)[N], hd_reg (&c3)[N],
+                                              std::uint32_t k0, std::uint32_t k1) noexcept {
+  const hd_reg m0 = hd_set(philox_m0), m1 = hd_set(philox_m1);
+  for (int r = 0; r < Rounds; ++r) {
+    if (r != 0) {
+      k0 += philox_w0;
+      k1 += philox_w1;
+    }
+    const hd_reg kk0 = hd_set(k0), kk1 = hd_set(k1);
+    for (int s = 0; s < N; ++s) {
+      const hd_reg p0 = hd_mul(c0[s], m0);
+      const hd_reg p1 = hd_mul(c2[s], m1);
+      c0[s] = hd_xor3(hd_hi(p1), c1[s], kk0);
+      c2[s] = hd_xor3(hd_hi(p0), c3[s], kk1);
+      c1[s] = p1;
+      c3[s] = p0;
+    }
+  }
+}
+#endif
 
 /// Philox rounds on a counter held in four words (scalars, or registers in SoA form).
 template <int Rounds, class W>
