@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief Module header for bits/pg/ (includes every header of that folder).
+/// @brief Module header for bits/pg/ (includes every header of that folder): the score-function
+/// estimator with the clipped surrogate (GRPO family, RLOO), KL estimators, the unified
+/// policy-gradient view (HPT) and adaptive samplers (Reinforce-Ada, Beta/Thompson).
 #pragma once
 
 #include "../config.hpp"
+#include "token_batch.hpp"
+#include "surrogate.hpp"
+#include "kl.hpp"
