@@ -41,8 +41,9 @@ struct noise_key {
 struct gaussian {};
 /// Distribution tag: -1 if the top bit of the word is set, else +1.
 struct rademacher {};
-/// Distribution tag: uniform on (0, 1), `u(x) = ((x >> 8) + 0.5) 2^-24` (evaluated in float:
-/// for u >= 0.5 the half-step rounds to even, and 1.0f occurs with probability 2^-25).
+/// Distribution tag: uniform on (0, 1), `u(x) = ((x >> 8) + 0.5) 2^-24` evaluated in float (for
+/// u >= 0.5 the half-step rounds to even; the largest word, which would round to 1, gives
+/// 1 - 2^-24), so 0 < u < 1 always.
 struct uniform {};
 /// Distribution tag: BlackVIP's segmented uniform, magnitude `0.5 + 0.5((x & 0xffffff) + 0.5) 2^-24`
 /// in [0.5, 1), negative when the top bit is set. E[z^2] = 7/12, E[1/z^2] = 2.
@@ -98,11 +99,16 @@ STOCHGRAD_ALWAYS_INLINE f32b pick(const xsimd::batch_bool<float>& c, const f32b&
 STOCHGRAD_ALWAYS_INLINE float sqrt_cr(float x) noexcept { return std::sqrt(x); }
 STOCHGRAD_ALWAYS_INLINE f32b sqrt_cr(const f32b& x) noexcept { return xsimd::sqrt(x); }
 
-// u(x) = ((x >> 8) + 0.5) * 2^-24, in float.
+STOCHGRAD_ALWAYS_INLINE float min_f(float a, float b) noexcept { return b < a ? b : a; }
+STOCHGRAD_ALWAYS_INLINE f32b min_f(const f32b& a, const f32b& b) noexcept { return xsimd::min(a, b); }
+
+// u(x) = ((x >> 8) + 0.5) * 2^-24, in float. For x >> 8 >= 2^23 the half-step is not representable
+// and rounds to even; the largest word would round up to 1.0f, so the result is clamped to the
+// largest float below 1 (1 - 2^-24), which keeps u strictly inside (0, 1) as the spec requires.
 template <class U>
 STOCHGRAD_ALWAYS_INLINE auto uniform01(const U& x) noexcept {
   using F = std::conditional_t<std::is_same_v<U, std::uint32_t>, float, f32b>;
-  return (small_to_float(x >> 8) + F(0.5f)) * F(0x1p-24f);
+  return min_f((small_to_float(x >> 8) + F(0.5f)) * F(0x1p-24f), F(0x1.fffffep-1f));
 }
 
 // ln u(x) for u(x) = ((x >> 8) + 0.5) 2^-24, from the integer k = x >> 8: write k + 0.5 = 2^j (1 + f)
