@@ -4,7 +4,11 @@
 /// optimizer policies.
 #pragma once
 
+#include "adam.hpp"
+#include "adan.hpp"
+#include "clip.hpp"
 #include "optimizer.hpp"
 #include "parameters.hpp"
 #include "schedule.hpp"
+#include "sgd.hpp"
 #include "source.hpp"

@@ -21,10 +21,10 @@ namespace stochgrad {
 /// Per-group overrides of an optimizer's hyper-parameters (layer-wise learning rates, weight
 /// decay exclusion for biases and norms).
 struct group_options {
-  std::string name;                    ///< label for diagnostics and saved state
+  std::string name{};                  ///< label for diagnostics and saved state
   double lr_scale = 1.0;               ///< multiplies the learning rate of this group (>= 0)
-  std::optional<double> lr;            ///< replaces the optimizer's base learning rate
-  std::optional<double> weight_decay;  ///< replaces the optimizer's weight decay
+  std::optional<double> lr{};          ///< replaces the optimizer's base learning rate
+  std::optional<double> weight_decay{};  ///< replaces the optimizer's weight decay
   bool decay = true;                   ///< false: no weight decay at all in this group
 };
 
