@@ -9,3 +9,6 @@
 #include "token_batch.hpp"
 #include "surrogate.hpp"
 #include "kl.hpp"
+#include "unified.hpp"
+#include "beta_thompson.hpp"
+#include "reinforce_ada.hpp"

@@ -186,6 +186,47 @@ inline clip_eval clipped_policy_term(double rho, double a, double lo, double hi,
   return e;
 }
 
+// Weight of every active token of a row with `cnt` active tokens (before the mask factor).
+inline double row_weight(const surrogate_options& o, double cnt, double M, std::size_t B, std::size_t L,
+                       std::size_t active_rows) {
+  const double Bd = static_cast<double>(B);
+  const double acc = static_cast<double>(o.gradient_accumulation_steps);
+  const loss_convention cv = o.convention;
+  switch (o.aggregation) {
+    case loss_aggregation::seq_mean_token_mean:
+      if (cv == loss_convention::trl) return 1.0 / (Bd * std::max(cnt, 1.0)) / acc;
+      if (cv == loss_convention::verl) {
+        if (cnt == 0.0) {
+          throw invalid_argument(
+              "clipped_surrogate: a fully masked sequence under the verl seq_mean_token_mean convention (the BNPO "
+              "repository's verl divides 0 by 0 and its loss is NaN); use loss_convention::trl or verl_upstream");
+        }
+        return 1.0 / (Bd * cnt) / acc;
+      }
+      return cnt == 0.0 ? 0.0 : 1.0 / (static_cast<double>(active_rows) * (cnt + 1e-8)) / acc;
+    case loss_aggregation::token_mean:
+      if (cv == loss_convention::trl) return 1.0 / std::max(M, 1.0) / acc;
+      if (cv == loss_convention::verl) return 1.0 / (M + 1e-8) / acc;
+      return M == 0.0 ? 0.0 : 1.0 / M / acc;
+    case loss_aggregation::dr_grpo: {
+      const double lmax = static_cast<double>(o.max_completion_length != 0 ? o.max_completion_length : L);
+      return 1.0 / (Bd * lmax) / acc;
+    }
+    case loss_aggregation::dapo: {
+      const double ng = o.global_active_tokens > 0.0 ? o.global_active_tokens : M;
+      return static_cast<double>(o.num_processes) / std::max(ng, 1.0);
+    }
+    case loss_aggregation::seq_mean_token_sum:
+      if (cv == loss_convention::verl_upstream) {
+        return cnt == 0.0 ? 0.0 : 1.0 / static_cast<double>(active_rows) / acc;
+      }
+      return 1.0 / Bd / acc;
+    case loss_aggregation::seq_mean_token_sum_norm:
+    default:
+      return 1.0 / static_cast<double>(L) / acc;
+  }
+}
+
 template <class M>
 inline double mask_at(std::span<const M> mask, std::size_t i) noexcept {
   return mask.empty() ? 1.0 : static_cast<double>(mask[i]);
@@ -258,7 +299,7 @@ class clipped_surrogate {
       const std::size_t row = n * L;
       double cnt = 0.0;
       for (std::size_t t = 0; t < L; ++t) cnt += detail::mask_at(b.mask, row + t);
-      const double W = row_weight(cnt, M, B, L, active_rows);
+      const double W = detail::row_weight(o_, cnt, M, B, L, active_rows);
       // Sequence-level ratio.
       double lw_seq = 0.0, rho_seq = 1.0, pass_seq = 1.0;
       const double inv_cnt = 1.0 / std::max(cnt, 1.0);
@@ -403,46 +444,6 @@ class clipped_surrogate {
     const double v = static_cast<double>(x[i]);
     if (!std::isfinite(v)) detail::throw_nonfinite("clipped_surrogate", name, n, t, v);
     return v;
-  }
-
-  // Weight of every active token of a row with `cnt` active tokens (before the mask factor).
-  double row_weight(double cnt, double M, std::size_t B, std::size_t L, std::size_t active_rows) const {
-    const double Bd = static_cast<double>(B);
-    const double acc = static_cast<double>(o_.gradient_accumulation_steps);
-    const loss_convention cv = o_.convention;
-    switch (o_.aggregation) {
-      case loss_aggregation::seq_mean_token_mean:
-        if (cv == loss_convention::trl) return 1.0 / (Bd * std::max(cnt, 1.0)) / acc;
-        if (cv == loss_convention::verl) {
-          if (cnt == 0.0) {
-            throw invalid_argument(
-                "clipped_surrogate: a fully masked sequence under the verl seq_mean_token_mean convention (the BNPO "
-                "repository's verl divides 0 by 0 and its loss is NaN); use loss_convention::trl or verl_upstream");
-          }
-          return 1.0 / (Bd * cnt) / acc;
-        }
-        return cnt == 0.0 ? 0.0 : 1.0 / (static_cast<double>(active_rows) * (cnt + 1e-8)) / acc;
-      case loss_aggregation::token_mean:
-        if (cv == loss_convention::trl) return 1.0 / std::max(M, 1.0) / acc;
-        if (cv == loss_convention::verl) return 1.0 / (M + 1e-8) / acc;
-        return M == 0.0 ? 0.0 : 1.0 / M / acc;
-      case loss_aggregation::dr_grpo: {
-        const double lmax = static_cast<double>(o_.max_completion_length != 0 ? o_.max_completion_length : L);
-        return 1.0 / (Bd * lmax) / acc;
-      }
-      case loss_aggregation::dapo: {
-        const double ng = o_.global_active_tokens > 0.0 ? o_.global_active_tokens : M;
-        return static_cast<double>(o_.num_processes) / std::max(ng, 1.0);
-      }
-      case loss_aggregation::seq_mean_token_sum:
-        if (cv == loss_convention::verl_upstream) {
-          return cnt == 0.0 ? 0.0 : 1.0 / static_cast<double>(active_rows) / acc;
-        }
-        return 1.0 / Bd / acc;
-      case loss_aggregation::seq_mean_token_sum_norm:
-      default:
-        return 1.0 / static_cast<double>(L) / acc;
-    }
   }
 
   surrogate_options o_;

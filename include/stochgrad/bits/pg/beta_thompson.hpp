@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief Counter-based Gamma and Beta variates, and the Beta/Thompson sample selector
+/// (VADE-inspired, algorithms.md §5.3 [stochgrad decision]).
+///
+/// Variates come from the library's Philox streams (`noise_at`), never from std:: engines, so a
+/// draw is a pure function of (seed, stream, draw) and is the same on every platform and thread.
+///
+/// Selector: each training sample i keeps a Beta(alpha_i, beta_i) belief about its success
+/// probability, initialized to the prior (1, 1):
+///
+///     observe k successes in G rollouts:  alpha_i = lambda alpha_i + k ;  beta_i = lambda beta_i + (G - k)
+///     not observed for s steps:           (alpha, beta) <- prior + lambda2^s ((alpha, beta) - prior)
+///     select B of the candidates:         p_i ~ Beta(alpha_i, beta_i), score_i = p_i (1 - p_i), take the B
+///                                         highest scores (ties: lower index first)
+///
+/// `lambda` (default 0.9) forgets old evidence as the policy changes; `lambda2` (default 1 = off)
+/// pulls stale beliefs back toward the prior. The score p(1-p) is the variance of a 0/1 reward:
+/// prompts the policy sometimes solves carry the most gradient signal (a group of all-equal rewards
+/// carries none).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "../config.hpp"
+#include "../error.hpp"
+#include "../rng/noise.hpp"
+
+namespace stochgrad {
+
+/// Gamma(shape, 1) variate from the counter-based stream `key` (Marsaglia & Tsang 2000, "A simple
+/// method for generating gamma variables", ACM TOMS 26(3)). Attempt j uses Philox block j of the
+/// stream: words 0-1 give the normal (Box-Muller, element 4j) and word 2 the acceptance uniform
+/// (element 4j+2); for shape < 1 the boost `U^(1/shape)` uses word 3 of block 0 (element 3).
+/// @throws invalid_argument unless shape > 0 and finite
+template <noise_generator Gen = default_generator>
+double gamma_variate(double shape, const noise_key& key) {
+  detail::require(shape > 0.0 && std::isfinite(shape), "gamma_variate", "shape", shape, "finite and > 0");
+  const double a = shape < 1.0 ? shape + 1.0 : shape;
+  const double d = a - 1.0 / 3.0;
+  const double c = 1.0 / std::sqrt(9.0 * d);
+  double result = d;
+  for (std::uint64_t j = 0; j < (std::uint64_t{1} << 40); ++j) {
+    const double x = static_cast<double>(noise_at<gaussian, Gen>(key, 4 * j));
+    double v = 1.0 + c * x;
+    if (v <= 0.0) continue;
+    v = v * v * v;
+    const double u = static_cast<double>(noise_at<uniform, Gen>(key, 4 * j + 2));
+    if (u < 1.0 - 0.0331 * (x * x) * (x * x) || std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v))) {
+      result = d * v;
+      break;
+    }
+  }
+  if (shape < 1.0) {
+    const double u = static_cast<double>(noise_at<uniform, Gen>(key, 3));
+    result *= std::pow(u, 1.0 / shape);
+  }
+  return result;
+}
+
+/// Beta(a, b) variate `X / (X + Y)` with `X ~ Gamma(a)` from `key_a` and `Y ~ Gamma(b)` from
+/// `key_b` (two different streams). @throws invalid_argument unless a, b > 0 and finite
+template <noise_generator Gen = default_generator>
+double beta_variate(double a, double b, const noise_key& key_a, const noise_key& key_b) {
+  detail::require(a > 0.0 && std::isfinite(a), "beta_variate", "a", a, "finite and > 0");
+  detail::require(b > 0.0 && std::isfinite(b), "beta_variate", "b", b, "finite and > 0");
+  const double x = gamma_variate<Gen>(a, key_a);
+  const double y = gamma_variate<Gen>(b, key_b);
+  const double s = x + y;
+  return s > 0.0 ? x / s : 0.5;  // both underflowed (tiny shapes): a coin at the middle
+}
+
+/// Options of the Beta/Thompson selector.
+struct beta_thompson_options {
+  double prior_alpha = 1.0;  ///< prior alpha; > 0
+  double prior_beta = 1.0;   ///< prior beta; > 0
+  double decay = 0.9;        ///< lambda in (0, 1]: weight of the old belief at each observation
+  double prior_decay = 1.0;  ///< lambda2 in (0, 1]: per-step pull of unobserved beliefs to the prior (1 = off)
+  std::uint64_t seed = 0;    ///< seed of the Thompson draws
+};
+
+/// Beta/Thompson selector over a fixed set of training samples (see the file comment). State:
+/// per-sample (alpha, beta, step last observed) and the step counter; `select` does not allocate
+/// once its buffers have grown to the candidate count.
+class beta_thompson {
+ public:
+  /// @param samples number of training samples tracked (>= 1)
+  /// @throws invalid_argument for options outside their ranges
+  beta_thompson(std::size_t samples, beta_thompson_options o = {}) : o_(o) {
+    const char* w = "beta_thompson";
+    detail::require(samples >= 1, w, "samples", 0.0, ">= 1");
+    detail::require(o.prior_alpha > 0.0 && std::isfinite(o.prior_alpha), w, "prior_alpha", o.prior_alpha, "finite and > 0");
+    detail::require(o.prior_beta > 0.0 && std::isfinite(o.prior_beta), w, "prior_beta", o.prior_beta, "finite and > 0");
+    detail::require(o.decay > 0.0 && o.decay <= 1.0, w, "decay", o.decay, "in (0, 1]");
+    detail::require(o.prior_decay > 0.0 && o.prior_decay <= 1.0, w, "prior_decay", o.prior_decay, "in (0, 1]");
+    alpha_.assign(samples, o.prior_alpha);
+    beta_.assign(samples, o.prior_beta);
+    seen_.assign(samples, 0);
+  }
+
+  /// Number of tracked samples.
+  std::size_t samples() const noexcept { return alpha_.size(); }
+  /// Current step (advanced by `advance`).
+  std::uint64_t step() const noexcept { return step_; }
+  /// The options.
+  const beta_thompson_options& options() const noexcept { return o_; }
+
+  /// Belief (alpha, beta) of sample i now, with the prior decay for the steps since it was last
+  /// observed applied. @throws invalid_argument if i is out of range
+  std::pair<double, double> posterior(std::size_t i) const {
+    check_index(i);
+    const double f = stale_factor(i);
+    return {o_.prior_alpha + f * (alpha_[i] - o_.prior_alpha), o_.prior_beta + f * (beta_[i] - o_.prior_beta)};
+  }
+  /// Posterior mean alpha / (alpha + beta).
+  double mean(std::size_t i) const {
+    const auto [a, b] = posterior(i);
+    return a / (a + b);
+  }
+  /// Expected reward variance E[p(1-p)] = alpha beta / ((alpha + beta)(alpha + beta + 1)).
+  double expected_variance(std::size_t i) const {
+    const auto [a, b] = posterior(i);
+    return a * b / ((a + b) * (a + b + 1.0));
+  }
+
+  /// Records k successes out of `trials` rollouts of sample i at the current step.
+  /// @throws invalid_argument if i is out of range or successes > trials
+  void observe(std::size_t i, std::size_t successes, std::size_t trials) {
+    check_index(i);
+    detail::require(successes <= trials, "beta_thompson::observe", "successes", static_cast<double>(successes),
+                    "<= trials");
+    const auto [a, b] = posterior(i);
+    alpha_[i] = o_.decay * a + static_cast<double>(successes);
+    beta_[i] = o_.decay * b + static_cast<double>(trials - successes);
+    seen_[i] = step_;
+  }
+
+  /// Moves to the next step (the Thompson draws of `select` depend on the step).
+  void advance() noexcept { ++step_; }
+
+  /// Thompson selection of `count` of the `candidates` (sample indices): draws p_i from each
+  /// belief (stream 2i / 2i+1, draw = step) and keeps the `count` largest p_i (1 - p_i). Returns
+  /// the selected sample indices, by decreasing score (a view valid until the next call).
+  /// @throws invalid_argument if a candidate is out of range or count > candidates.size()
+  std::span<const std::size_t> select(std::span<const std::size_t> candidates, std::size_t count) {
+    detail::require(count <= candidates.size(), "beta_thompson::select", "count", static_cast<double>(count),
+                    "<= number of candidates");
+    const std::size_t n = candidates.size();
+    if (order_.size() < n) {
+      order_.resize(n);
+      score_.resize(n);
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t i = candidates[j];
+      check_index(i);
+      const double p = draw(i);
+      score_[j] = p * (1.0 - p);
+      order_[j] = j;
+    }
+    const double* sc = score_.data();
+    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(count),
+                      order_.begin() + static_cast<std::ptrdiff_t>(n), [sc](std::size_t x, std::size_t y) {
+                        return sc[x] > sc[y] || (sc[x] == sc[y] && x < y);
+                      });
+    for (std::size_t j = 0; j < count; ++j) order_[j] = candidates[order_[j]];
+    return {order_.data(), count};
+  }
+
+  /// The Thompson draw p_i ~ Beta(posterior(i)) used by `select` at the current step.
+  double draw(std::size_t i) const {
+    const auto [a, b] = posterior(i);
+    const auto s = static_cast<std::uint32_t>(2 * i);
+    const auto d = static_cast<std::uint32_t>(step_);
+    return beta_variate(a, b, noise_key{o_.seed, s, d}, noise_key{o_.seed, s + 1, d});
+  }
+
+ private:
+  void check_index(std::size_t i) const {
+    detail::require(i < alpha_.size(), "beta_thompson", "sample index", static_cast<double>(i), "< samples()");
+  }
+  double stale_factor(std::size_t i) const {
+    if (o_.prior_decay == 1.0) return 1.0;
+    return std::pow(o_.prior_decay, static_cast<double>(step_ - seen_[i]));
+  }
+
+  beta_thompson_options o_;
+  std::vector<double> alpha_, beta_;
+  std::vector<std::uint64_t> seen_;
+  std::uint64_t step_ = 0;
+  std::vector<std::size_t> order_;
+  std::vector<double> score_;
+};
+
+}  // namespace stochgrad
