@@ -10,6 +10,7 @@
 #include "../optim/parameters.hpp"
 #include "../optim/source.hpp"
 #include "../outcome/outcome.hpp"
+#include "stepper_template.hpp"
 
 namespace stochgrad {
 
@@ -17,6 +18,7 @@ namespace stochgrad {
 /// outcomes to shape, so the baseline and normalizer must be `no_baseline` and `no_normalizer`.
 struct first_order {
   static constexpr const char* name = "first_order";
+  static constexpr estimator_family family = estimator_family::first_order;
 
   /// No estimator state.
   template <class T>

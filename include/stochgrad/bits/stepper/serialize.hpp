@@ -117,7 +117,9 @@ class state_reader {
   /// Reads the whole stream and verifies magic, endianness and checksum.
   /// @throws state_error for a truncated, corrupt or foreign input.
   explicit state_reader(std::istream& is) {
-    buf_.assign(std::istreambuf_iterator<char>(is), std::istreambuf_iterator<char>());
+    // Plain read() loop: GCC 12 reports a false -Wnull-dereference inside istreambuf_iterator.
+    char block[4096];
+    while (is.read(block, sizeof block) || is.gcount() > 0) buf_.append(block, static_cast<std::size_t>(is.gcount()));
     if (buf_.size() < sizeof detail::state_magic + 4 + 8) throw state_error("load: input too short to be stochgrad state");
     if (std::memcmp(buf_.data(), "SGSTATE", 7) != 0) throw state_error("load: not a stochgrad state (bad magic)");
     if (buf_[7] != detail::state_magic[7]) {

@@ -5,5 +5,6 @@
 #pragma once
 
 #include "first_order.hpp"
+#include "presets.hpp"
 #include "serialize.hpp"
 #include "stepper_template.hpp"

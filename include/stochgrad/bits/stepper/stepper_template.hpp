@@ -30,8 +30,16 @@
 
 namespace stochgrad {
 
-/// An estimator policy E for parameters of type T: a state aggregate `E::state<T>` (serializable,
-/// possibly empty), `e.init(p)`, a `name`, a compile-time composition check
+/// What kind of samples an estimator draws (ARCHITECTURE §2).
+enum class estimator_family {
+  first_order,      ///< the caller's gradient
+  zeroth_order,     ///< losses at perturbed points, directions regenerated from seeds
+  policy_gradient,  ///< rewards of sampled completions, score-function directions
+};
+
+/// An estimator policy E for parameters of type T: its `family` (estimator_family), a state
+/// aggregate `E::state<T>` (serializable, possibly empty), `e.init(p)`, a `name`, a compile-time
+/// composition check
 /// `E::check_composition<B, N, O>()` (static_asserts with readable messages), and a
 /// `step(stepper&, args...)` member template that the stepper forwards to.
 template <class E, class T>
@@ -39,9 +47,21 @@ concept estimator_policy = real_scalar<T> && requires(const E& e, const paramete
   typename E::template state<T>;
   { e.template init<T>(p) } -> std::same_as<typename E::template state<T>>;
   { E::name } -> std::convertible_to<const char*>;
+  { E::family } -> std::convertible_to<estimator_family>;
 };
 
 namespace detail {
+// Runs the estimator's own composition checks once the four roles are known to be filled by the
+// right kinds of policy (so a wrong kind gives one message, not a cascade).
+template <class E, class B, class N, class O, class T>
+consteval bool check_composition() {
+  if constexpr (estimator_policy<E, T> && baseline_policy<B> && normalizer_policy<N> && optimizer_policy<O, T>) {
+    return E::template check_composition<B, N, O>();
+  } else {
+    return true;
+  }
+}
+
 template <class T>
 constexpr const char* scalar_name() {
   return std::is_same_v<T, float> ? "float32" : "float64";
@@ -69,7 +89,7 @@ class stepper {
   static_assert(optimizer_policy<Optimizer, T>,
                 "stochgrad::stepper: the fourth template argument must be an optimizer policy "
                 "(e.g. sgd<>, adam<>, adan<>)");
-  static constexpr bool composition_ok = Estimator::template check_composition<Baseline, Normalizer, Optimizer>();
+  static_assert(detail::check_composition<Estimator, Baseline, Normalizer, Optimizer, T>());
 
  public:
   using value_type = T;
