@@ -141,10 +141,14 @@ class reinforce_ada {
   /// last round the others fall back. @throws state_error if an active prompt was not observed
   void end_round() {
     if (closed_) throw state_error("reinforce_ada::end_round: the batch is finished; call begin()");
+    for (std::size_t a = 0; a < nactive_; ++a) {
+      if (!observed_[active_[a]]) {
+        throw state_error("reinforce_ada::end_round: an active prompt was not observed this round");
+      }
+    }
     std::size_t k = 0;
     for (std::size_t a = 0; a < nactive_; ++a) {
       const std::size_t u = active_[a];
-      if (!observed_[u]) throw state_error("reinforce_ada::end_round: an active prompt was not observed this round");
       observed_[u] = 0;
       if (exits(u)) {
         finished_[u] = 1;
@@ -183,9 +187,15 @@ class reinforce_ada {
   /// Number of prompts of the batch.
   std::size_t prompts() const noexcept { return P_; }
   /// True if prompt u met the exit rule (false: it fell back after the last round).
-  bool finished(std::size_t u) const { return check(u), finished_[u] != 0; }
+  bool finished(std::size_t u) const {
+    check(u);
+    return finished_[u] != 0;
+  }
   /// Rounds in which prompt u was sampled.
-  std::size_t rounds_sampled(std::size_t u) const { return check(u), rounds_[u]; }
+  std::size_t rounds_sampled(std::size_t u) const {
+    check(u);
+    return rounds_[u];
+  }
   /// Kept sample ids of prompt u (positives first).
   std::span<const std::size_t> selected(std::size_t u) const {
     check(u);
