@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: Apache-2.0
+// stochgrad shoot-out harness: the types shared by its translation units.
+//
+// A *problem instance* (quadratic-1M, rosenbrock-10, logreg-cancer, ...) and a *stepper entry*
+// (ref-gd, ref-zo-sgd, later mezo, adan, ...) make a *runner* when the stepper applies to the
+// problem (first-order steppers need an exact gradient; zeroth-order ones see only losses).
+// Every runner is run once per seed; the harness owns the loop, the clock, the memory probe,
+// the curve recording and the gradient-quality measurement, so a stepper only has to provide a
+// `driver<T>`: construct from a `run_setup`, `step(x, oracle)`, and optionally `estimate(...)`.
+#pragma once
+
+#include <stochgrad/bits/parallel/thread_pool.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace harness {
+
+inline constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+
+/// What a stepper needs from a problem.
+enum class family { first_order, zeroth_order, policy_gradient };
+const char* to_string(family f) noexcept;
+
+/// Parameter type of a problem instance.
+enum class precision { f32, f64 };
+const char* to_string(precision p) noexcept;
+
+/// Run length and measurement density.
+enum class mode { smoke, quick, full };
+const char* to_string(mode m) noexcept;
+
+/// A user error on the command line (exit status 2).
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// What a problem reports at a point (NaN where it does not apply).
+struct eval_point {
+  double objective = nan;  ///< training objective (loss / f(x)); for reward tasks: -reward
+  double accuracy = nan;   ///< test accuracy (classifiers)
+  double test_loss = nan;  ///< test loss (classifiers)
+  double reward = nan;     ///< mean reward (policy tasks)
+};
+
+/// A problem instance in parameter type T, type-erased for the drivers.
+template <class T>
+class problem {
+ public:
+  virtual ~problem() = default;
+  virtual std::size_t dimension() const = 0;
+  virtual bool has_gradient() const = 0;
+  virtual void initial_point(std::span<T> x, std::uint64_t seed) const = 0;
+  virtual double loss(std::span<const T> x, const stochgrad::executor& ex) = 0;
+  /// Exact gradient (only when has_gradient()).
+  virtual double loss_and_gradient(std::span<const T> x, std::span<T> g, const stochgrad::executor& ex) = 0;
+  virtual eval_point evaluate(std::span<const T> x, const stochgrad::executor& ex) = 0;
+};
+
+/// What a stepper may ask of the problem during a run: losses (counted) and, for first-order
+/// steppers only, exact gradients (counted). Zeroth-order steppers that ask for a gradient get a
+/// std::logic_error: they only ever see losses.
+template <class T>
+class oracle {
+ public:
+  oracle(problem<T>& p, family f, const stochgrad::executor& ex) : p_(&p), family_(f), ex_(ex) {}
+  std::size_t dimension() const { return p_->dimension(); }
+  const stochgrad::executor& executor() const noexcept { return ex_; }
+  double loss(std::span<const T> x) {
+    ++losses_;
+    return p_->loss(x, ex_);
+  }
+  double loss_and_gradient(std::span<const T> x, std::span<T> g) {
+    if (family_ != family::first_order || !p_->has_gradient()) {
+      throw std::logic_error("harness: only first-order steppers on differentiable problems get gradients");
+    }
+    ++gradients_;
+    return p_->loss_and_gradient(x, g, ex_);
+  }
+  std::uint64_t losses() const noexcept { return losses_; }
+  std::uint64_t gradients() const noexcept { return gradients_; }
+  /// The problem itself (policy-gradient drivers downcast to their task type).
+  problem<T>& underlying() noexcept { return *p_; }
+
+ private:
+  problem<T>* p_;
+  family family_;
+  stochgrad::executor ex_;
+  std::uint64_t losses_ = 0;
+  std::uint64_t gradients_ = 0;
+};
+
+/// Hyper-parameters of one runner: name -> value.
+using hyper_map = std::map<std::string, double>;
+
+/// Everything a driver is constructed from.
+struct run_setup {
+  std::string problem;          ///< instance name
+  std::string problem_family;   ///< e.g. "quadratic"
+  std::string stepper;          ///< stepper name
+  std::uint64_t seed = 0;       ///< run seed
+  std::size_t dimension = 0;    ///< number of parameters
+  std::size_t steps = 0;        ///< step budget of this run
+  hyper_map hyper;              ///< merged hyper-parameters (defaults, problem overrides, --set)
+  stochgrad::executor ex;       ///< where kernels run
+  /// The hyper-parameter `name`; throws std::invalid_argument naming the runner if absent.
+  double hp(const std::string& name) const;
+  /// The hyper-parameter `name`, or `fallback`.
+  double hp_or(const std::string& name, double fallback) const;
+};
+
+/// One stepper inside one run. `step` advances x in place; `estimate` (optional) writes one
+/// gradient estimate at x for the gradient-quality report (x may be perturbed in between but must
+/// be restored; `sample` numbers the estimates and must select the randomness so that the same
+/// sample gives the same estimate; it must not disturb the run's own random stream).
+template <class T>
+class driver {
+ public:
+  virtual ~driver() = default;
+  virtual void step(std::span<T> x, oracle<T>& f) = 0;
+  virtual bool estimate(std::span<T> /*x*/, oracle<T>& /*f*/, std::uint64_t /*sample*/, std::span<T> /*g*/) {
+    return false;
+  }
+};
+
+/// Per-problem hyper-parameter table: key "*" (all problems), a problem family, or an instance
+/// name; more specific keys override less specific ones.
+using hyper_table = std::vector<std::pair<std::string, hyper_map>>;
+
+struct problem_info;
+
+/// A registered stepper.
+struct stepper_info {
+  std::string name{};                ///< CLI / report name, e.g. "mezo+adan"
+  family fam = family::first_order;  ///< what it needs from the problem
+  std::string description{};         ///< one line for --list and the JSON
+  bool reference = false;            ///< a harness reference loop, not a library stepper
+  hyper_table hyper{};               ///< default hyper-parameters
+  /// Extra applicability test (besides family/gradient compatibility); empty = always.
+  std::function<bool(const problem_info&)> applies{};
+  /// Set by registry::add_stepper.
+  std::function<std::unique_ptr<driver<float>>(const run_setup&)> make_f32{};
+  std::function<std::unique_ptr<driver<double>>(const run_setup&)> make_f64{};
+};
+
+/// Step budgets of a problem per mode.
+struct budget {
+  std::size_t smoke = 20;
+  std::size_t quick = 1000;
+  std::size_t full = 10000;
+  std::size_t in(mode m) const noexcept { return m == mode::smoke ? smoke : m == mode::quick ? quick : full; }
+};
+
+/// When a run counts as having reached the problem's target.
+struct target_spec {
+  enum class metric { objective_gap, relative_gap, accuracy, reward } what = metric::objective_gap;
+  double value = 0.0;  ///< threshold: gap <= value, relative gap <= value, accuracy/reward >= value
+  std::string describe() const;
+  bool reached(const eval_point& p, double optimum, double initial_gap) const;
+};
+
+/// A registered problem instance.
+struct problem_info {
+  std::string name;         ///< e.g. "quadratic-1M"
+  std::string family;       ///< e.g. "quadratic"
+  std::string description;  ///< one line
+  std::size_t dimension = 0;
+  precision prec = precision::f64;
+  bool has_gradient = true;
+  bool classifier = false;                      ///< reports test accuracy
+  bool policy = false;                          ///< a reward task (policy-gradient steppers)
+  double optimum = nan;                         ///< known minimum of the objective (NaN: unknown)
+  std::string curve_label = "objective";        ///< y label of the convergence plot
+  target_spec target;
+  budget steps;
+  double step_cost_us = 1.0;                    ///< rough time of one step (progress-bar ETA only)
+  std::function<std::unique_ptr<problem<float>>()> make_f32;
+  std::function<std::unique_ptr<problem<double>>()> make_f64;
+};
+
+/// The registry of problems and steppers; runners are the applicable pairs.
+class registry {
+ public:
+  /// Registers stepper `D<T>` (a driver<T> constructible from `const run_setup&`), for float
+  /// and double problems.
+  template <template <class> class D>
+  stepper_info& add_stepper(stepper_info info) {
+    info.make_f32 = [](const run_setup& s) -> std::unique_ptr<driver<float>> { return std::make_unique<D<float>>(s); };
+    info.make_f64 = [](const run_setup& s) -> std::unique_ptr<driver<double>> {
+      return std::make_unique<D<double>>(s);
+    };
+    steppers_.push_back(std::move(info));
+    return steppers_.back();
+  }
+  void add_problem(problem_info p) { problems_.push_back(std::move(p)); }
+
+  const std::vector<problem_info>& problems() const noexcept { return problems_; }
+  const std::vector<stepper_info>& steppers() const noexcept { return steppers_; }
+  /// Whether stepper s runs on problem p.
+  static bool applies(const stepper_info& s, const problem_info& p);
+  /// Hyper-parameters of the runner (s, p): "*" < family < instance name.
+  static hyper_map hyper_for(const stepper_info& s, const problem_info& p);
+
+ private:
+  std::vector<problem_info> problems_;
+  std::vector<stepper_info> steppers_;
+};
+
+/// Command-line configuration.
+struct options {
+  mode run_mode = mode::quick;
+  bool list = false;
+  bool kernels = false;
+  std::size_t kernel_n = 10'000'000;
+  std::vector<std::string> problems;   ///< selection tokens (empty: all)
+  std::vector<std::string> steppers;   ///< selection tokens (empty: all)
+  std::vector<std::uint64_t> seeds;    ///< empty: mode default
+  std::map<std::string, std::vector<std::size_t>> dims;  ///< family -> dimensions
+  double condition = 1e3;              ///< quadratic condition number
+  std::size_t rotate_up_to = 2000;     ///< quadratics up to this dimension are rotated
+  std::size_t steps = 0;               ///< 0: per problem and mode
+  std::string precision_choice = "auto";
+  std::vector<std::pair<std::string, double>> sets;  ///< "stepper[@problem].param" -> value
+  unsigned threads = 0;                ///< 0: hardware concurrency
+  std::size_t grad_samples = default_samples;  ///< estimates per quality measurement (< 2: off)
+  static constexpr std::size_t default_samples = static_cast<std::size_t>(-1);  ///< mode default
+  std::string out = "shootout-out";
+  std::string data_dir;
+  bool progress = true;
+  std::vector<std::string> argv;       ///< the command line, for the report
+};
+
+/// Parses argv; throws usage_error. Returns false if --help was printed.
+bool parse_options(int argc, char** argv, options& o);
+void print_help();
+
+/// Builds the problem instances for the options (datasets are loaded lazily by the factories).
+void register_problems(registry& r, const options& o);
+/// The harness's own reference loops (ref-gd, ref-zo-sgd).
+void register_reference_steppers(registry& r);
+/// The library's steppers and compositions (adan, mezo, spsa, grpo, bnpo, ...).
+void register_library_steppers(registry& r);
+
+/// One recorded point of a convergence curve.
+struct curve_point {
+  std::size_t step = 0;
+  eval_point at;
+  double time_s = 0.0;  ///< cumulative stepping time when recorded
+};
+
+/// Gradient-estimate quality at the initial point over K estimates g_k of the true gradient g:
+/// cos_mean = mean_k cos(g_k, g); cos_of_mean = cos(mean_k g_k, g);
+/// rel_var = sum_k |g_k - mean|^2 / ((K - 1) |g|^2) (trace of the covariance over |g|^2);
+/// rel_bias = |mean - g| / |g|.
+struct grad_quality {
+  bool measured = false;
+  std::size_t samples = 0;
+  double cos_mean = nan, cos_of_mean = nan, rel_var = nan, rel_bias = nan;
+};
+
+/// Result of one (problem, stepper, seed) run.
+struct run_result {
+  std::string problem, stepper;
+  std::uint64_t seed = 0;
+  std::size_t dimension = 0;
+  precision prec = precision::f64;
+  hyper_map hyper;
+  std::size_t steps_budget = 0;
+  std::size_t steps_done = 0;
+  std::string status = "ok";  ///< ok | diverged | error
+  std::string message;
+  eval_point initial, final_point;
+  double initial_gap = nan;
+  std::size_t steps_to_target = 0;  ///< valid if reached_target
+  bool reached_target = false;
+  double time_to_target_s = nan;
+  double step_time_s = 0.0;  ///< time inside step() calls
+  double wall_s = 0.0;       ///< the whole run, recording and measurements included
+  double updates_per_s = nan;
+  std::uint64_t losses = 0, gradients = 0;
+  double peak_rss_mb = nan, peak_delta_mb = nan;
+  std::string memory_method;
+  grad_quality quality;
+  std::vector<curve_point> curve;
+};
+
+/// Progress callback: fraction of the current run done.
+using progress_fn = std::function<void(double fraction_of_run, std::size_t step)>;
+
+/// A problem instance built from its problem_info, in its precision (the other pointer is null).
+/// Built once per problem and shared by all of its runs: problems are deterministic.
+struct problem_instance {
+  std::unique_ptr<problem<float>> f32;
+  std::unique_ptr<problem<double>> f64;
+};
+
+/// Builds the instance (loads datasets); throws stochgrad::error subclasses on bad data.
+problem_instance instantiate(const problem_info& p);
+
+/// Runs one runner for one seed. Every run of a problem starts from the same initial point
+/// (problem seed 0); the run seed drives the stepper's randomness only.
+run_result execute(const problem_info& p, problem_instance& inst, const stepper_info& s, std::uint64_t seed,
+                   const options& o, std::size_t steps, std::size_t grad_samples, stochgrad::executor ex,
+                   const progress_fn& progress);
+
+/// Everything the reports need.
+struct report_input {
+  const options* opts = nullptr;
+  std::vector<const problem_info*> problems;
+  std::vector<const stepper_info*> steppers;
+  std::vector<std::uint64_t> seeds;
+  unsigned threads = 1;
+  std::size_t grad_samples = 0;
+  std::vector<run_result> runs;
+  double total_wall_s = 0.0;
+};
+
+/// The terminal table (also written to summary.txt).
+std::string format_table(const report_input& in);
+/// Writes results.json, results.csv, curves.csv, summary.txt, plot-*.svg, index.html; returns
+/// the paths written.
+std::vector<std::string> write_reports(const report_input& in, const std::string& table);
+
+/// Prints the kernel throughput table (the `--kernels` section).
+void run_kernel_table(std::size_t n, unsigned threads);
+
+/// Human dimension: 1000 -> "1k", 1000000 -> "1M", 1234 -> "1234".
+std::string short_count(std::size_t n);
+
+}  // namespace harness
