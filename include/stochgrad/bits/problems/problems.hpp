@@ -23,3 +23,4 @@
 #include "dataset.hpp"
 #include "logistic_regression.hpp"
 #include "mlp.hpp"
+#include "addition_policy.hpp"
