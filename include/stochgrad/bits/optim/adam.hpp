@@ -114,7 +114,10 @@ class basic_adam {
   /// @throws invalid_argument naming the parameter, value and allowed range: lr not finite or
   /// <= 0, beta1/beta2 outside [0, 1), eps not finite or <= 0, weight_decay < 0,
   /// max_grad_norm < 0; and from the schedule's validate().
-  explicit basic_adam(options_type o = {}, Schedule s = {}) : o_(o), sched_(s) {
+  /// Default hyper-parameters (see the options struct).
+  basic_adam() : basic_adam(options_type{}) {}
+  /// @param o hyper-parameters; @param s the schedule.
+  explicit basic_adam(options_type o, Schedule s = {}) : o_(o), sched_(s) {
     const char* what = name;
     detail::require_positive(what, "lr", o_.lr);
     detail::require_beta(what, "beta1", o_.beta1);
@@ -154,6 +157,16 @@ class basic_adam {
     static_assert(gradient_source<Source, T>,
                   "stochgrad::optim::adam::update: the gradient must be a gradient source of the parameters' "
                   "element type (dense_gradient<T>, noise_gradient<D, G, T>, scaled_source, ...)");
+    if constexpr (std::is_same_v<State, state<T>> && gradient_source<Source, T>) {
+      return update_impl(p, s, g, ctx);
+    } else {
+      return update_report{};  // not reached: the static_asserts above fail first
+    }
+  }
+
+ private:
+  template <class T, class Source>
+  update_report update_impl(const parameters<T>& p, state<T>& s, const Source& g, const step_context& ctx) const {
     g.check(p);
     s.check(p);
     const auto pre = detail::gradient_prepass(p, g, ctx.ex, o_.max_grad_norm, 1e-6, o_.skip_nonfinite);
@@ -212,7 +225,6 @@ class basic_adam {
     return rep;
   }
 
- private:
   options_type o_;
   Schedule sched_;
 };

@@ -162,7 +162,10 @@ class adan {
   /// @throws invalid_argument naming the parameter, value and allowed range: lr not finite or
   /// <= 0, a beta outside [0, 1), eps not finite or <= 0, weight_decay < 0, max_grad_norm < 0,
   /// eps_root < 0; and from the schedule's validate().
-  explicit adan(adan_options o = {}, Schedule s = {}) : o_(o), sched_(s) {
+  /// Default hyper-parameters (see the options struct).
+  adan() : adan(adan_options{}) {}
+  /// @param o hyper-parameters; @param s the schedule.
+  explicit adan(adan_options o, Schedule s = {}) : o_(o), sched_(s) {
     const char* what = "optim::adan";
     detail::require_positive(what, "lr", o_.lr);
     detail::require_beta(what, "beta1", o_.beta1);
@@ -216,6 +219,16 @@ class adan {
     static_assert(gradient_source<Source, T>,
                   "stochgrad::optim::adan::update: the gradient must be a gradient source of the parameters' "
                   "element type (dense_gradient<T>, noise_gradient<D, G, T>, scaled_source, ...)");
+    if constexpr (std::is_same_v<State, state<T>> && gradient_source<Source, T>) {
+      return update_impl(p, s, g, ctx);
+    } else {
+      return update_report{};  // not reached: the static_asserts above fail first
+    }
+  }
+
+ private:
+  template <class T, class Source>
+  update_report update_impl(const parameters<T>& p, state<T>& s, const Source& g, const step_context& ctx) const {
     g.check(p);
     s.check(p);
     const auto pre = detail::gradient_prepass(p, g, ctx.ex, o_.max_grad_norm, o_.eps, o_.skip_nonfinite);
@@ -268,7 +281,6 @@ class adan {
     return rep;
   }
 
- private:
   template <class T, bool Optax, class Source>
   static void run(const parameters<T>& p, state<T>& s, const Source& g, const executor& ex) {
     using B = xsimd::batch<T>;

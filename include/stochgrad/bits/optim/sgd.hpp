@@ -97,7 +97,10 @@ class sgd {
   /// @throws invalid_argument naming the parameter, value and allowed range: lr not finite or
   /// <= 0, momentum < 0, dampening outside [0, 1], weight_decay < 0, max_grad_norm < 0, nesterov
   /// without momentum or with dampening; and from the schedule's validate().
-  explicit sgd(sgd_options o = {}, Schedule s = {}) : o_(o), sched_(s) {
+  /// Default hyper-parameters (see the options struct).
+  sgd() : sgd(sgd_options{}) {}
+  /// @param o hyper-parameters; @param s the schedule.
+  explicit sgd(sgd_options o, Schedule s = {}) : o_(o), sched_(s) {
     detail::require_positive("optim::sgd", "lr", o_.lr);
     detail::require_nonnegative("optim::sgd", "momentum", o_.momentum);
     stochgrad::detail::require(o_.dampening >= 0.0 && o_.dampening <= 1.0, "optim::sgd", "dampening", o_.dampening,
@@ -142,6 +145,16 @@ class sgd {
     static_assert(gradient_source<Source, T>,
                   "stochgrad::optim::sgd::update: the gradient must be a gradient source of the parameters' "
                   "element type (dense_gradient<T>, noise_gradient<D, G, T>, scaled_source, ...)");
+    if constexpr (std::is_same_v<State, state<T>> && gradient_source<Source, T>) {
+      return update_impl(p, s, g, ctx);
+    } else {
+      return update_report{};  // not reached: the static_asserts above fail first
+    }
+  }
+
+ private:
+  template <class T, class Source>
+  update_report update_impl(const parameters<T>& p, state<T>& s, const Source& g, const step_context& ctx) const {
     g.check(p);
     s.check(p);
     const bool has_momentum = o_.momentum > 0.0;
@@ -209,7 +222,6 @@ class sgd {
     return rep;
   }
 
- private:
   sgd_options o_;
   Schedule sched_;
 };
