@@ -25,6 +25,7 @@
 #include "../optim/parameters.hpp"
 #include "../optim/source.hpp"
 #include "../outcome/outcome.hpp"
+#include "../stepper/stepper_template.hpp"
 #include "objective.hpp"
 #include "replay_log.hpp"
 
@@ -41,6 +42,7 @@ struct coordinate_options {
 class coordinate_wise {
  public:
   static constexpr const char* name = "coordinate_wise";  ///< identifies the estimator in saved state
+  static constexpr estimator_family family = estimator_family::zeroth_order;  ///< losses at perturbed points
 
   /// Sized state: the estimate buffer (not saved) and the call counter.
   template <class T>

@@ -52,6 +52,7 @@
 #include "../optim/schedule.hpp"
 #include "../optim/source.hpp"
 #include "../outcome/outcome.hpp"
+#include "../stepper/stepper_template.hpp"
 #include "directions.hpp"
 #include "kernels.hpp"
 #include "mask.hpp"
@@ -156,6 +157,8 @@ class difference_estimator {
   /// Sized state (see difference_state).
   template <class T>
   using state = difference_state<T>;
+  /// Outcomes are losses at perturbed points; directions are regenerated from seeds.
+  static constexpr estimator_family family = estimator_family::zeroth_order;
 
   /// @throws invalid_argument for eps <= 0, q = 0, sparsity outside [0, 1), or a bad schedule.
   explicit difference_estimator(difference_options opts = {}, Schedule schedule = {}, Mask mask = {},
