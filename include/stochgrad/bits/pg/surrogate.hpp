@@ -83,6 +83,9 @@ enum class loss_convention { trl, verl, verl_upstream };
 struct surrogate_options {
   double eps_low = 0.2;                     ///< lower clip range: rho >= 1 - eps_low; in [0, 1)
   double eps_high = 0.2;                    ///< upper clip range: rho <= 1 + eps_high; >= 0 (DAPO: 0.28)
+  // Kept between the clip ranges and the zero-defaulted fields: GCC 12.2 with AVX-512 miscompiles
+  // the constant {x, x, 0, 0} (four doubles) into a broadcast of x when it copies such a struct.
+  double log_ratio_clamp = std::numeric_limits<double>::infinity();  ///< |lw| cap; > 0 (verl upstream 20)
   double delta = 0.0;                       ///< two-sided GRPO upper bound of the unclipped ratio; 0 = off, else > 0
   double dual_clip = 0.0;                   ///< verl dual-clip c for A < 0; 0 = off, else > 1 (verl 3, BNPO 10)
   double beta = 0.0;                        ///< k3 KL coefficient; >= 0 (needs ref_logp when > 0)
@@ -94,7 +97,6 @@ struct surrogate_options {
   std::size_t gradient_accumulation_steps = 1;  ///< divides every mode but dapo; >= 1
   double global_active_tokens = 0.0;        ///< dapo's N_global; 0 = this batch's M
   std::size_t num_processes = 1;            ///< dapo's process count; >= 1
-  double log_ratio_clamp = std::numeric_limits<double>::infinity();  ///< |lw| cap; > 0 (verl upstream 20)
 
   /// TRL GRPO defaults (loss "dapo", eps 0.2, beta 0).
   static surrogate_options trl() noexcept { return {}; }
