@@ -58,8 +58,10 @@ class coordinate_wise {
     }
   };
 
+  /// Default options (mu = 0.005).
+  coordinate_wise() noexcept = default;
   /// @throws invalid_argument unless mu > 0 and finite.
-  explicit coordinate_wise(coordinate_options o = {}) : o_(o) {
+  explicit coordinate_wise(coordinate_options o) : o_(o) {
     stochgrad::detail::require(o_.mu > 0.0 && std::isfinite(o_.mu), "coordinate_wise", "mu", o_.mu, "> 0 and finite");
   }
 
@@ -202,7 +204,7 @@ class coordinate_wise {
     return r;
   }
 
-  coordinate_options o_;
+  coordinate_options o_{};
 };
 
 }  // namespace stochgrad::zo

@@ -160,8 +160,10 @@ class difference_estimator {
   /// Outcomes are losses at perturbed points; directions are regenerated from seeds.
   static constexpr estimator_family family = estimator_family::zeroth_order;
 
+  /// Default options (eps = 1e-3, q = 1, seed 0, fused passes).
+  difference_estimator() : difference_estimator(difference_options{}) {}
   /// @throws invalid_argument for eps <= 0, q = 0, sparsity outside [0, 1), or a bad schedule.
-  explicit difference_estimator(difference_options opts = {}, Schedule schedule = {}, Mask mask = {},
+  explicit difference_estimator(difference_options opts, Schedule schedule = {}, Mask mask = {},
                                 direction_type dir = {})
       : opts_(opts), sched_(std::move(schedule)), mask_(std::move(mask)), dir_(std::move(dir)) {
     opts_.validate(Central ? "two_point" : "one_sided");

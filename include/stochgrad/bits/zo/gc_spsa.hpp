@@ -118,8 +118,10 @@ class gc_spsa_sgd {
   template <class T>
   using state = gc_spsa_state<T>;
 
+  /// DREAM's defaults (lr 1e-6, gamma 1.2, no weight decay).
+  gc_spsa_sgd() = default;
   /// @throws invalid_argument for lr <= 0, gamma < 0, weight_decay < 0 (or not finite).
-  explicit gc_spsa_sgd(gc_spsa_options o = {}, Schedule s = {}) : o_(o), sched_(s) {
+  explicit gc_spsa_sgd(gc_spsa_options o, Schedule s = {}) : o_(o), sched_(s) {
     optim::detail::require_positive("zo::gc_spsa_sgd", "lr", o_.lr);
     optim::detail::require_nonnegative("zo::gc_spsa_sgd", "gamma", o_.gamma);
     optim::detail::require_nonnegative("zo::gc_spsa_sgd", "weight_decay", o_.weight_decay);
@@ -182,8 +184,8 @@ class gc_spsa_sgd {
   }
 
  private:
-  gc_spsa_options o_;
-  Schedule sched_;
+  gc_spsa_options o_{};
+  Schedule sched_{};
 };
 
 }  // namespace stochgrad::zo
