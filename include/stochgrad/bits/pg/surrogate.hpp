@@ -52,6 +52,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "../config.hpp"
 #include "../error.hpp"
@@ -230,6 +231,167 @@ inline double row_weight(const surrogate_options& o, double cnt, double M, std::
 }
 
 template <class M>
+inline double mask_at(std::span<const M> mask, std::size_t i) noexcept;
+
+// Sum of the mask over [begin, begin + L) (L when the mask is empty). Four partial sums break the
+// addition chain; for 0/1 masks every partial sum is an exact integer, so the order is irrelevant.
+template <class M>
+inline double mask_sum(std::span<const M> mask, std::size_t begin, std::size_t L) noexcept {
+  if (mask.empty()) return static_cast<double>(L);
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  std::size_t t = 0;
+  const M* p = mask.data() + begin;
+  for (; t + 4 <= L; t += 4) {
+    s0 += static_cast<double>(p[t]);
+    s1 += static_cast<double>(p[t + 1]);
+    s2 += static_cast<double>(p[t + 2]);
+    s3 += static_cast<double>(p[t + 3]);
+  }
+  for (; t < L; ++t) s0 += static_cast<double>(p[t]);
+  return (s0 + s1) + (s2 + s3);
+}
+
+// Sums of one row for the diagnostics and the loss.
+struct row_sums {
+  double loss = 0.0, low = 0.0, high = 0.0, dual = 0.0, kl = 0.0, akl = 0.0, rho = 0.0;
+  double rho_min = std::numeric_limits<double>::infinity(), rho_max = -std::numeric_limits<double>::infinity();
+};
+
+// Token-level ratio, one row, in SIMD registers of double: the same formulas as the scalar loop of
+// `clipped_surrogate::evaluate` (ties and clamps included), each chunk of the row gathered into
+// aligned double buffers (any T, any mask type, empty old/ref, per-sequence or per-token
+// advantages, padded tail with mask 0; direct loads for full chunks of double data). Returns false
+// if an active token has a non-finite input: the caller then runs the scalar loop over the row,
+// which throws with the index (coefficients already written for the row are then unspecified).
+template <real_scalar T, class Mask>
+bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, std::size_t n, double W,
+                    bool per_token_adv, std::span<T> coef, row_sums& out) {
+  using V = xsimd::batch<double>;
+  constexpr std::size_t Wd = V::size;
+  const std::size_t L = b.length, row = n * L;
+  const bool has_old = !b.old_logp.empty(), has_ref = !b.ref_logp.empty(), kl_on = has_ref;
+  const double lo = 1.0 - o.eps_low, hi = 1.0 + o.eps_high, C = o.log_ratio_clamp;
+  const double a_seq = per_token_adv ? 0.0 : static_cast<double>(b.advantages[n]);
+  alignas(64) double blp[Wd], bold[Wd], bref[Wd], bm[Wd], ba[Wd], bc[Wd];
+  const V vlo(lo), vhi(hi), vC(C), vneg_C(-C), vzero(0.0), vone(1.0), vhalf(0.5), vW(W), vbeta(o.beta);
+  const V vinf(std::numeric_limits<double>::infinity()), vninf(-std::numeric_limits<double>::infinity());
+  V s_loss(0.0), s_low(0.0), s_high(0.0), s_dual(0.0), s_kl(0.0), s_akl(0.0), s_rho(0.0), v_min = vinf, v_max = vninf;
+  constexpr bool direct_loads = std::is_same_v<T, double> && std::is_same_v<Mask, double>;
+  for (std::size_t t0 = 0; t0 < L; t0 += Wd) {
+    const std::size_t w = std::min(Wd, L - t0);
+    V m, lp, old, ref, a;
+    if (direct_loads && w == Wd) {
+      const std::size_t i = row + t0;
+      m = b.mask.empty() ? vone : V::load_unaligned(reinterpret_cast<const double*>(b.mask.data()) + i);
+      lp = V::load_unaligned(reinterpret_cast<const double*>(b.logp.data()) + i);
+      old = has_old ? V::load_unaligned(reinterpret_cast<const double*>(b.old_logp.data()) + i) : lp;
+      ref = has_ref ? V::load_unaligned(reinterpret_cast<const double*>(b.ref_logp.data()) + i) : lp;
+      a = per_token_adv ? V::load_unaligned(reinterpret_cast<const double*>(b.advantages.data()) + i) : V(a_seq);
+    } else {
+      for (std::size_t j = 0; j < Wd; ++j) {
+        if (j < w) {
+          const std::size_t i = row + t0 + j;
+          bm[j] = mask_at(b.mask, i);
+          blp[j] = static_cast<double>(b.logp[i]);
+          bold[j] = has_old ? static_cast<double>(b.old_logp[i]) : blp[j];
+          bref[j] = has_ref ? static_cast<double>(b.ref_logp[i]) : blp[j];
+          ba[j] = per_token_adv ? static_cast<double>(b.advantages[i]) : a_seq;
+        } else {
+          bm[j] = blp[j] = bold[j] = bref[j] = ba[j] = 0.0;
+        }
+      }
+      m = V::load_aligned(bm);
+      lp = V::load_aligned(blp);
+      old = V::load_aligned(bold);
+      ref = V::load_aligned(bref);
+      a = V::load_aligned(ba);
+    }
+    const auto active = m != vzero;
+    // Active tokens must be finite (else the caller's scalar loop throws with the index);
+    // inactive lanes are neutralized so that padding garbage cannot leak into sums.
+    if (!xsimd::all(xsimd::isfinite(lp) && xsimd::isfinite(old) && xsimd::isfinite(ref) && xsimd::isfinite(a) ||
+                    !active)) {
+      return false;
+    }
+    lp = xsimd::select(active, lp, vzero);
+    old = xsimd::select(active, old, vzero);
+    ref = xsimd::select(active, ref, vzero);
+    a = xsimd::select(active, a, vzero);
+    const V lr = lp - old;
+    const auto pass = xsimd::abs(lr) <= vC;
+    const V lrc = xsimd::min(xsimd::max(lr, vneg_C), vC);
+    const V rho = xsimd::exp(lrc);
+    const V drho = xsimd::select(pass, rho, vzero);
+    const V rho_c = xsimd::min(xsimd::max(rho, vlo), vhi);
+    const V dc = xsimd::select((rho >= vlo) && (rho <= vhi), vone, vzero);
+    V rho_u = rho, du = vone;
+    if (o.delta > 0.0) {
+      const auto over = rho > V(o.delta);
+      rho_u = xsimd::select(over, V(o.delta), rho);
+      du = xsimd::select(over, vzero, vone);
+    }
+    const V na = -a;
+    const V x1 = na * rho_u, x2 = na * rho_c;
+    V val = xsimd::max(x1, x2);
+    const V d1 = na * du, d2 = na * dc;
+    V dl = xsimd::select(x1 > x2, d1, xsimd::select(x2 > x1, d2, vhalf * (d1 + d2)));
+    const auto low = (rho < vlo) && (a < vzero);
+    const auto high = (rho > vhi) && (a > vzero);
+    V dual_m = vzero;
+    if (o.dual_clip > 0.0) {
+      const auto neg = a < vzero;
+      const V x3 = na * V(o.dual_clip);
+      const auto dual = neg && (x3 < val);
+      const auto tie = neg && (x3 == val);
+      val = xsimd::select(dual, x3, val);
+      dl = xsimd::select(dual, vzero, xsimd::select(tie, vhalf * dl, dl));
+      dual_m = xsimd::select(dual, m, vzero);
+    }
+    V direct = dl * drho;
+    if (kl_on) {
+      const V d = ref - lp;
+      const V ed = xsimd::exp(d);
+      const V k3 = (ed - d) - vone;
+      const V dk3 = vone - ed;
+      V kl = k3;
+      if (o.kl_bias_correction) {
+        kl = k3 * rho;
+        direct = direct + vbeta * (dk3 * rho + k3 * drho);
+      } else {
+        direct = direct + vbeta * dk3;
+      }
+      val = val + vbeta * kl;
+      s_kl = s_kl + m * kl;
+    }
+    const V wm = vW * m;
+    s_loss = s_loss + wm * val;
+    s_akl = s_akl - m * lrc;
+    s_rho = s_rho + m * rho;
+    s_low = s_low + xsimd::select(low, m, vzero);
+    s_high = s_high + xsimd::select(high, m, vzero);
+    s_dual = s_dual + dual_m;
+    v_min = xsimd::min(v_min, xsimd::select(active, rho, vinf));
+    v_max = xsimd::max(v_max, xsimd::select(active, rho, vninf));
+    if (!coef.empty()) {
+      (wm * direct).store_aligned(bc);
+      for (std::size_t j = 0; j < w; ++j) coef[row + t0 + j] = static_cast<T>(bc[j]);
+    }
+  }
+  out.loss = simd::reduce_add(s_loss);
+  out.low = simd::reduce_add(s_low);
+  out.high = simd::reduce_add(s_high);
+  out.dual = simd::reduce_add(s_dual);
+  out.kl = simd::reduce_add(s_kl);
+  out.akl = simd::reduce_add(s_akl);
+  out.rho = simd::reduce_add(s_rho);
+  v_min.store_aligned(bc);
+  for (std::size_t j = 0; j < Wd; ++j) out.rho_min = std::min(out.rho_min, bc[j]);
+  v_max.store_aligned(bc);
+  for (std::size_t j = 0; j < Wd; ++j) out.rho_max = std::max(out.rho_max, bc[j]);
+  return true;
+}
+
+template <class M>
 inline double mask_at(std::span<const M> mask, std::size_t i) noexcept {
   return mask.empty() ? 1.0 : static_cast<double>(mask[i]);
 }
@@ -280,8 +442,7 @@ class clipped_surrogate {
     double M = 0.0;
     std::size_t active_rows = 0;
     for (std::size_t n = 0; n < B; ++n) {
-      double cnt = 0.0;
-      for (std::size_t t = 0; t < L; ++t) cnt += detail::mask_at(b.mask, n * L + t);
+      const double cnt = detail::mask_sum(b.mask, n * L, L);
       M += cnt;
       if (cnt != 0.0) ++active_rows;
     }
@@ -299,8 +460,7 @@ class clipped_surrogate {
 
     for (std::size_t n = 0; n < B; ++n) {
       const std::size_t row = n * L;
-      double cnt = 0.0;
-      for (std::size_t t = 0; t < L; ++t) cnt += detail::mask_at(b.mask, row + t);
+      const double cnt = detail::mask_sum(b.mask, row, L);
       const double W = detail::row_weight(o_, cnt, M, B, L, active_rows);
       // Sequence-level ratio.
       double lw_seq = 0.0, rho_seq = 1.0, pass_seq = 1.0;
@@ -324,7 +484,22 @@ class clipped_surrogate {
       double seq_drho = 0.0;  // sum over the row of W m dl/drho_seq
       double row_low = 0.0, row_high = 0.0;
       bool any_low = false, any_high = false;
-      for (std::size_t t = 0; t < L; ++t) {
+      detail::row_sums rs;
+      const bool fast = !seq && detail::token_row_simd(o_, b, n, W, per_token_adv, coef, rs);
+      if (fast) {
+        loss += rs.loss;
+        low_tok += rs.low;
+        high_tok += rs.high;
+        dual_tok += rs.dual;
+        kl_sum += rs.kl;
+        akl_sum += rs.akl;
+        rho_sum += rs.rho;
+        rho_min = std::min(rho_min, rs.rho_min);
+        rho_max = std::max(rho_max, rs.rho_max);
+        row_low = rs.low;
+        row_high = rs.high;
+      }
+      for (std::size_t t = 0; t < (fast ? 0 : L); ++t) {
         const std::size_t i = row + t;
         const double m = detail::mask_at(b.mask, i);
         if (m == 0.0) {
