@@ -159,3 +159,12 @@ TEST_CASE("names identify the composition in saved state", "[zo][composition]") 
   STATIC_REQUIRE(zo::detail::rewards_only<reward_policy>);
   STATIC_REQUIRE_FALSE(zo::detail::rewards_only<group_mean>);
 }
+
+TEST_CASE("reward-only outcome policies are recognised", "[zo][composition]") {
+  STATIC_REQUIRE(zo::detail::rewards_only<bnpo_mean>);
+  STATIC_REQUIRE(zo::detail::rewards_only<beta_normalizer>);
+  STATIC_REQUIRE(zo::detail::rewards_only<pool_mean>);
+  STATIC_REQUIRE(zo::detail::rewards_only<pool_std>);
+  STATIC_REQUIRE_FALSE(zo::detail::rewards_only<group_std>);
+  STATIC_REQUIRE_FALSE(zo::detail::rewards_only<leave_one_out>);
+}

@@ -65,13 +65,16 @@ namespace stochgrad::zo {
 namespace detail {
 
 /// Outcome policies that only make sense for rewards (0/1 or bounded scores), never for losses at
-/// perturbed points: they declare `static constexpr bool rewards_only = true`.
+/// perturbed points: BNPO's Beta baseline and normalizer (rewards mapped to [0, 1]) and the
+/// Reinforce-Ada pool statistics (counts of positive rewards); any policy may also declare
+/// `static constexpr bool rewards_only = true`.
 template <class P>
 inline constexpr bool rewards_only = [] {
   if constexpr (requires { P::rewards_only; }) {
     return static_cast<bool>(P::rewards_only);
   } else {
-    return false;
+    return std::is_same_v<P, bnpo_mean> || std::is_same_v<P, beta_normalizer> || std::is_same_v<P, pool_mean> ||
+           std::is_same_v<P, pool_std>;
   }
 }();
 
