@@ -207,7 +207,7 @@ class basic_adam {
     stochgrad::detail::for_each_gradient_chunk(
         p, g, ctx.ex,
         [&](std::size_t t, std::size_t i, B* th, B* gr) {
-          const auto& c = s.scratch[p.group_of(t)];
+          const auto c = s.scratch[p.group_of(t)];  // a local copy: stores to T arrays cannot alias it
           T* mp = s.exp_avg[t].data() + i;
           T* vp = s.exp_avg_sq[t].data() + i;
           for (std::size_t r = 0; r < NB; ++r) {
@@ -218,7 +218,7 @@ class basic_adam {
           }
         },
         [&](std::size_t t, std::size_t i, T& th, T gi) {
-          const auto& c = s.scratch[p.group_of(t)];
+          const auto c = s.scratch[p.group_of(t)];  // a local copy: stores to T arrays cannot alias it
           detail::adam_apply<T, T>(c, th, gi, s.exp_avg[t][i], s.exp_avg_sq[t][i]);
         });
     for (auto& k : s.steps) ++k;

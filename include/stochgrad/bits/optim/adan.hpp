@@ -288,7 +288,7 @@ class adan {
     stochgrad::detail::for_each_gradient_chunk(
         p, g, ex,
         [&](std::size_t t, std::size_t i, B* th, B* gr) {
-          const auto& c = s.scratch[p.group_of(t)];
+          const auto c = s.scratch[p.group_of(t)];  // a local copy: stores to T arrays cannot alias it
           T* gpp = s.prev_grad[t].data() + i;
           T* mp = s.exp_avg[t].data() + i;
           T* vp = s.exp_avg_diff[t].data() + i;
@@ -309,7 +309,7 @@ class adan {
           }
         },
         [&](std::size_t t, std::size_t i, T& th, T gi) {
-          const auto& c = s.scratch[p.group_of(t)];
+          const auto c = s.scratch[p.group_of(t)];  // a local copy: stores to T arrays cannot alias it
           if constexpr (Optax) {
             detail::adan_apply_optax<T, T>(c, th, gi, s.prev_grad[t][i], s.exp_avg[t][i], s.exp_avg_diff[t][i],
                                            s.exp_avg_sq[t][i]);

@@ -191,7 +191,7 @@ class sgd {
     stochgrad::detail::for_each_gradient_chunk(
         p, g, ctx.ex,
         [&](std::size_t t, std::size_t i, B* th, B* gr) {
-          const auto& c = s.scratch[p.group_of(t)];
+          const auto c = s.scratch[p.group_of(t)];  // a local copy: stores to T arrays cannot alias it
           if (c.has_momentum) {
             T* bp = s.momentum_buffer[t].data() + i;
             for (std::size_t r = 0; r < NB; ++r) {
@@ -207,7 +207,7 @@ class sgd {
           }
         },
         [&](std::size_t t, std::size_t i, T& th, T gi) {
-          const auto& c = s.scratch[p.group_of(t)];
+          const auto c = s.scratch[p.group_of(t)];  // a local copy: stores to T arrays cannot alias it
           if (c.has_momentum) {
             T& b = s.momentum_buffer[t][i];
             T bv = c.first ? T(0) : b;
