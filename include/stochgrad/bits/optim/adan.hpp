@@ -147,6 +147,22 @@ STOCHGRAD_ALWAYS_INLINE void adan_apply_optax(const typename adan_state<T>::grou
 /// (44 bytes/element in float); with a lazy noise source g is regenerated in registers (40 bytes).
 /// Numerically the reference's division by sqrt(1 - b3^t) is a multiplication by a precomputed
 /// reciprocal here, and the two step terms share one division by d (rounding-level differences).
+///
+/// With `optax_compat` the update is optax.adan's (algorithms.md §9.4):
+/// \f[ n \leftarrow \beta_3 n + (1-\beta_3)(g + (1-\beta_2)\Delta)^2,\quad
+///     u = \frac{\hat m + (1-\beta_2)\hat v}{\sqrt{\hat n + \epsilon_{root}} + \epsilon},\quad
+///     \theta \leftarrow \theta - \mathrm{lr}_t (u + \lambda\theta) \f]
+/// with hats the bias-corrected moments.
+///
+/// Every group keeps its own step counter t (all advance together; a skipped update advances
+/// none). `restart(state)` is the reference's `restart_opt`. Typical use, directly or as the
+/// optimizer policy of a stepper (the `adan` preset):
+/// \code
+/// stochgrad::parameters<float> p{std::span<float>(weights)};
+/// const stochgrad::optim::adan<> opt({.lr = 1e-3, .weight_decay = 0.02, .max_grad_norm = 1.0});
+/// auto state = opt.init(p);                       // allocates m, v, n, g_prev once
+/// opt.update(p, state, stochgrad::dense_gradient<float>(std::span<const float>(grad)), {});
+/// \endcode
 /// @tparam Schedule learning-rate schedule (schedule.hpp)
 template <schedule_policy Schedule = constant_schedule>
 class adan {
