@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -93,13 +94,18 @@ bool same(const std::vector<std::vector<T>>& a, const std::vector<std::vector<T>
   return true;
 }
 
+// settle() after fused_next computes fl(fl(x + s v) - s v): two roundings, each at most half an
+// ulp of its result (|result| <= |x| + |s v|, |v| <= 6.34): |diff| <= 2 u (|x| + 6.4 s).
 template <class T>
-long long max_ulps(const std::vector<std::vector<T>>& a, const std::vector<std::vector<T>>& b) {
-  long long m = 0;
+bool settle_close(const std::vector<std::vector<T>>& a, const std::vector<std::vector<T>>& b, double s) {
+  const double u = std::numeric_limits<T>::epsilon() / 2;
   for (std::size_t t = 0; t < a.size(); ++t) {
-    for (std::size_t i = 0; i < a[t].size(); ++i) m = std::max(m, zo_test::ulp_distance(a[t][i], b[t][i]));
+    for (std::size_t i = 0; i < a[t].size(); ++i) {
+      const double x = static_cast<double>(b[t][i]);
+      if (std::abs(static_cast<double>(a[t][i]) - x) > 2 * u * (std::abs(x) + 6.4 * s)) return false;
+    }
   }
-  return m;
+  return true;
 }
 
 template <class T, class D>
@@ -116,10 +122,10 @@ void check_modes(std::size_t q) {
   CHECK(same(fused.params, ref.params));
   // fused_next: every evaluation point (hence every loss) is bitwise the reference one; the final
   // parameters differ from the reference only by the settle() pass that removes the pending
-  // perturbation: fl(fl(x + s v) - s v), which is x or one ulp away.
+  // perturbation (see settle_close).
   CHECK(next.losses == ref.losses);
   CHECK(next.sums == ref.sums);
-  CHECK(max_ulps(next.params, ref.params) <= 1);
+  CHECK(settle_close(next.params, ref.params, 1e-3));
 }
 
 }  // namespace
@@ -147,7 +153,7 @@ TEMPLATE_TEST_CASE("one-sided modes are bitwise identical (with and without a ce
     CHECK(fused.losses == ref.losses);
     CHECK(same(fused.params, ref.params));
     CHECK(next.losses == ref.losses);
-    CHECK(max_ulps(next.params, ref.params) <= 1);
+    CHECK(settle_close(next.params, ref.params, 1e-3));
   }
 }
 
@@ -219,7 +225,8 @@ TEMPLATE_TEST_CASE("whole trajectories are bitwise identical on 1 and 2 threads"
 
 TEMPLATE_TEST_CASE("restore error after 1e4 perturb/restore cycles without updates", "[zo][passes][restore]", float,
                    double) {
-  // Derivation. Entries lie in [1.25, 1.75] and |eps z| <= 1e-3 * 5.89, so every intermediate
+  // Derivation. Entries lie in [1.25, 1.75] and |eps z| <= 1e-3 * 6.34 (the largest variate of the
+  // default generator), so every intermediate
   // value stays in the binade [1, 2), where the spacing is one ulp u (2^-23 float, 2^-52 double).
   // Write P = eps z / u (z is regenerated bitwise identically in every pass; eps z is exact
   // inside the fused multiply-add, or rounded once to p and then scaled exactly by -2 without
