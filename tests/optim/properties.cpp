@@ -3,6 +3,7 @@
 // forms of the first SGD/Adam steps (torch semantics), parameter-group overrides and schedules.
 // Expected values are closed forms derived in the comments, never our own optimizer's output
 // (except where a property is an identity between two runs of the optimizer).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include <stochgrad/bits/optim/optim.hpp>
+#include <stochgrad/bits/outcome/outcome.hpp>
+#include <stochgrad/bits/stepper/stepper.hpp>
 
 #include "optim/util.hpp"
 #include "support/catch.hpp"
@@ -354,4 +357,55 @@ TEMPLATE_TEST_CASE("schedules: the learning rate at stepper step k is lr * s(k) 
     REQUIRE(r1.lr == r2.lr);
   }
   REQUIRE(first_mismatch(x, y) == -1);
+}
+
+TEMPLATE_TEST_CASE("clip helpers: an optimizer fed clipped(g, clip_factor(...)) equals its own max_grad_norm",
+                   "[optim][clip]", float, double) {
+  using T = TestType;
+  const double max_norm = 0.3;
+  std::vector<T> x = wave<T>(N, 1.0, 0.0), y = x;
+  parameters<T> p{std::span<T>(x)}, q{std::span<T>(y)};
+  const optim::sgd<> own(optim::sgd_options{.lr = 0.1, .momentum = 0.9, .max_grad_norm = max_norm});
+  const optim::sgd<> plain(optim::sgd_options{.lr = 0.1, .momentum = 0.9});
+  auto s1 = own.init(p);
+  auto s2 = plain.init(q);
+  for (std::uint64_t k = 0; k < 5; ++k) {
+    const auto g = wave<T>(N, 1.0, 0.3 * static_cast<double>(k));
+    const dense_gradient<T> dg{std::span<const T>(g)};
+    step_context ctx;
+    ctx.step = k;
+    const update_report r = own.update(p, s1, dg, ctx);
+    const double c = optim::clip_factor(q, dg, max_norm);  // torch's clip_grad_norm_ rule, eps 1e-6
+    REQUIRE(c == r.clip_factor);
+    REQUIRE(c < 1.0);
+    REQUIRE(c == std::min(max_norm / (optim::global_norm(q, dg) + 1e-6), 1.0));
+    plain.update(q, s2, optim::clipped(dg, c), ctx);
+  }
+  REQUIRE(first_mismatch(x, y) == -1);
+  REQUIRE(optim::clip_coefficient(0.1, 0.0, 1e-6) == 1.0);  // max_norm 0: clipping off
+  REQUIRE(optim::clip_coefficient(0.1, 1.0, 1e-6) == 1.0);  // below the threshold
+  REQUIRE_THROWS_AS(optim::clip_factor(q, dense_gradient<T>(std::span<const T>(y)), -1.0), invalid_argument);
+}
+
+TEMPLATE_TEST_CASE("a skipped update does not advance the optimizer's counters; the stepper's step does",
+                   "[optim][nonfinite]", float, double) {
+  using T = TestType;
+  std::vector<T> x = wave<T>(N, 1.0, 0.0);
+  parameters<T> p{std::span<T>(x)};
+  const optim::adam<linear_warmup> opt(optim::adam_options{.lr = 0.01, .skip_nonfinite = true}, linear_warmup{.warmup = 4});
+  auto s = opt.init(p);
+  auto g = wave<T>(N, 1.0, 0.5);
+  step(opt, p, s, g, 0);
+  g[7] = std::numeric_limits<T>::quiet_NaN();
+  const update_report r = step(opt, p, s, g, 1);
+  REQUIRE(!r.applied);
+  REQUIRE(r.lr == 0.01 * 2.0 / 4.0);  // the schedule follows the caller's step number
+  REQUIRE(s.steps == std::vector<std::uint64_t>{1});
+  // Through a stepper: its step counter (which drives schedules) advances, the optimizer's does not.
+  std::vector<T> y = wave<T>(N, 1.0, 0.0);
+  stepper<first_order, no_baseline, no_normalizer, optim::adam<linear_warmup>, T> st{parameters<T>(std::span<T>(y)), opt};
+  REQUIRE(st.step(std::span<const T>(g)).applied == false);
+  REQUIRE(st.steps() == 1);
+  REQUIRE(st.opt_state().steps == std::vector<std::uint64_t>{0});
+  REQUIRE(first_mismatch(y, wave<T>(N, 1.0, 0.0)) == -1);
 }
