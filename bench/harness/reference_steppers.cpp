@@ -106,7 +106,7 @@ void register_reference_steppers(registry& r) {
       .reference = true,
       .hyper = {{"*", {{"eps", 1e-3}}},
                 {"quadratic", {{"lr_scaled", 1.0}}},
-                {"rosenbrock", {{"lr_scaled", 2e-3}}},
+                {"rosenbrock", {{"lr_scaled", 1e-3}}},  // 2e-3 diverges for some seeds on d = 10
                 {"logreg", {{"lr_scaled", 1.0}}},
                 {"mlp", {{"lr_scaled", 4.0}}}},
   });

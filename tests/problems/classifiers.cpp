@@ -255,3 +255,24 @@ TEST_CASE("classifiers: bad options are rejected", "[problems][logistic][mlp]") 
   STATIC_REQUIRE(sp::differentiable_problem<sp::mlp_classifier<float>>);
   STATIC_REQUIRE(sp::differentiable_problem<sp::logistic_regression<double>>);
 }
+
+TEST_CASE("MLP: results do not depend on the alignment of the caller's buffers", "[problems][mlp]") {
+  auto s = digits<float>();
+  const sp::mlp_classifier<float> m(head(s.train, 100), s.test);
+  const std::size_t d = m.dimension();
+  std::vector<float> x0(d), buf(d + 16), gbuf(d + 16), ref_g;
+  m.initial_point(std::span<float>(x0), 5);
+  double ref_f = 0.0;
+  for (std::size_t off = 0; off < 16; ++off) {
+    std::copy(x0.begin(), x0.end(), buf.begin() + static_cast<std::ptrdiff_t>(off));
+    const std::span<const float> x(buf.data() + off, d);
+    const std::span<float> g(gbuf.data() + (15 - off), d);
+    const double f = m.value_and_gradient(x, g);
+    if (off == 0) {
+      ref_f = f;
+      ref_g.assign(g.begin(), g.end());
+    }
+    REQUIRE(f == ref_f);
+    REQUIRE(std::equal(g.begin(), g.end(), ref_g.begin()));
+  }
+}

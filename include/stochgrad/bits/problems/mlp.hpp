@@ -60,8 +60,9 @@ struct mlp_layout {
 /// accumulated in double. Initial point: Glorot/Xavier uniform weights
 /// \f$ U(\pm\sqrt{6/(\text{fan}_\text{in} + \text{fan}_\text{out})}) \f$ (Glorot and Bengio 2010)
 /// from the library's counter-based generator keyed by the seed, zero biases. At x = 0 the loss
-/// is exactly log(classes). Predicted class: the first arg-max of Z. Not thread-safe (the object
-/// keeps activation buffers).
+/// is exactly log(classes). Predicted class: the first arg-max of Z. Results do not depend on the
+/// alignment of the caller's buffers (parameters are copied into aligned matrices). Not
+/// thread-safe (the object keeps activation buffers).
 template <real_scalar T>
 class mlp_classifier {
  public:
@@ -89,6 +90,8 @@ class mlp_classifier {
     layout_.w2 = layout_.b1 + opts.hidden;
     layout_.b2 = layout_.w2 + train_.classes * opts.hidden;
     layout_.size = layout_.b2 + train_.classes;
+    xtrain_ = Eigen::Map<const row_mat>(train_.x.data(), idx(train_.rows), idx(train_.features));
+    xtest_ = Eigen::Map<const row_mat>(test_.x.data(), idx(test_.rows), idx(test_.features));
   }
 
   /// Number of parameters: hidden (inputs + 1) + classes (hidden + 1).
@@ -132,7 +135,7 @@ class mlp_classifier {
     check(x, "mlp_classifier::value_and_gradient");
     detail::require_same_size("mlp_classifier::value_and_gradient", "g", g.size(), "dimension", dimension());
     const double f = forward(x, train_, train_ws_, true) + penalty(x);
-    backward(x, g);
+    backward(g);
     return f;
   }
 
@@ -160,29 +163,30 @@ class mlp_classifier {
 
   static Eigen::Index idx(std::size_t v) noexcept { return static_cast<Eigen::Index>(v); }
 
-  Eigen::Map<const row_mat> w1(std::span<const T> x) const {
-    return {x.data() + layout_.w1, idx(layout_.hidden), idx(layout_.inputs)};
-  }
-  Eigen::Map<const row_mat> w2(std::span<const T> x) const {
-    return {x.data() + layout_.w2, idx(layout_.classes), idx(layout_.hidden)};
+  // Copies the parameters into aligned matrices: Eigen's kernels never see the caller's buffer,
+  // so results cannot depend on its alignment whatever kernels Eigen picks.
+  void load(std::span<const T> x) const {
+    w1_ = Eigen::Map<const row_mat>(x.data() + layout_.w1, idx(layout_.hidden), idx(layout_.inputs));
+    b1_ = Eigen::Map<const vec>(x.data() + layout_.b1, idx(layout_.hidden));
+    w2_ = Eigen::Map<const row_mat>(x.data() + layout_.w2, idx(layout_.classes), idx(layout_.hidden));
+    b2_ = Eigen::Map<const vec>(x.data() + layout_.b2, idx(layout_.classes));
   }
 
   // Fills ws.a, ws.h, ws.z; returns the mean cross-entropy. With `keep_softmax`, ws.z is replaced
   // by (softmax(Z) - Y) / n, the gradient of the mean loss with respect to Z.
   double forward(std::span<const T> x, const dataset<T>& d, workspace& ws, bool keep_softmax) const {
     if (d.rows == 0) return std::nan("");
-    const Eigen::Map<const row_mat> xm(d.x.data(), idx(d.rows), idx(d.features));
-    const Eigen::Map<const vec> b1(x.data() + layout_.b1, idx(layout_.hidden));
-    const Eigen::Map<const vec> b2(x.data() + layout_.b2, idx(layout_.classes));
-    ws.a.noalias() = xm * w1(x).transpose();
-    ws.a.rowwise() += b1.transpose();
+    load(x);
+    const row_mat& xm = &d == &train_ ? xtrain_ : xtest_;
+    ws.a.noalias() = xm * w1_.transpose();
+    ws.a.rowwise() += b1_.transpose();
     if (opts_.act == activation::tanh) {
       ws.h = ws.a.array().tanh();
     } else {
       ws.h = ws.a.array().max(T(0));
     }
-    ws.z.noalias() = ws.h * w2(x).transpose();
-    ws.z.rowwise() += b2.transpose();
+    ws.z.noalias() = ws.h * w2_.transpose();
+    ws.z.rowwise() += b2_.transpose();
     const double inv_n = 1.0 / static_cast<double>(d.rows);
     double loss = 0.0;
     const Eigen::Index c = idx(layout_.classes);
@@ -204,29 +208,28 @@ class mlp_classifier {
     return loss * inv_n;
   }
 
-  // Uses train_ws_ as left by forward(..., keep_softmax = true).
-  void backward(std::span<const T> x, std::span<T> g) const {
+  // Uses train_ws_ and the loaded parameters as left by forward(..., keep_softmax = true).
+  void backward(std::span<T> g) const {
     workspace& ws = train_ws_;
-    const Eigen::Map<const row_mat> xm(train_.x.data(), idx(train_.rows), idx(train_.features));
-    Eigen::Map<row_mat> gw1(g.data() + layout_.w1, idx(layout_.hidden), idx(layout_.inputs));
-    Eigen::Map<vec> gb1(g.data() + layout_.b1, idx(layout_.hidden));
-    Eigen::Map<row_mat> gw2(g.data() + layout_.w2, idx(layout_.classes), idx(layout_.hidden));
-    Eigen::Map<vec> gb2(g.data() + layout_.b2, idx(layout_.classes));
-    gw2.noalias() = ws.z.transpose() * ws.h;
-    gb2 = ws.z.colwise().sum().transpose();
-    ws.dh.noalias() = ws.z * w2(x);
+    gw2_.noalias() = ws.z.transpose() * ws.h;
+    gb2_ = ws.z.colwise().sum().transpose();
+    ws.dh.noalias() = ws.z * w2_;
     if (opts_.act == activation::tanh) {
       ws.dh.array() *= T(1) - ws.h.array().square();
     } else {
       ws.dh.array() *= (ws.a.array() > T(0)).template cast<T>();
     }
-    gw1.noalias() = ws.dh.transpose() * xm;
-    gb1 = ws.dh.colwise().sum().transpose();
+    gw1_.noalias() = ws.dh.transpose() * xtrain_;
+    gb1_ = ws.dh.colwise().sum().transpose();
     if (opts_.l2 > 0.0) {
       const T l2 = static_cast<T>(opts_.l2);
-      gw1 += l2 * w1(x);
-      gw2 += l2 * w2(x);
+      gw1_ += l2 * w1_;
+      gw2_ += l2 * w2_;
     }
+    Eigen::Map<row_mat>(g.data() + layout_.w1, idx(layout_.hidden), idx(layout_.inputs)) = gw1_;
+    Eigen::Map<vec>(g.data() + layout_.b1, idx(layout_.hidden)) = gb1_;
+    Eigen::Map<row_mat>(g.data() + layout_.w2, idx(layout_.classes), idx(layout_.hidden)) = gw2_;
+    Eigen::Map<vec>(g.data() + layout_.b2, idx(layout_.classes)) = gb2_;
   }
 
   double penalty(std::span<const T> x) const noexcept {
@@ -260,8 +263,11 @@ class mlp_classifier {
   dataset<T> test_;
   mlp_options opts_;
   mlp_layout layout_;
+  row_mat xtrain_, xtest_;  // aligned copies of the features
   mutable workspace train_ws_;
   mutable workspace test_ws_;
+  mutable row_mat w1_, w2_, gw1_, gw2_;
+  mutable vec b1_, b2_, gb1_, gb2_;
 };
 
 }  // namespace stochgrad::problems

@@ -48,7 +48,8 @@ struct quadratic_options {
 ///   the library's generator; the optimal value is 0; the initial point is x = 0.
 ///
 /// Exact gradient \f$ \nabla f(x) = A (x - x^*) \f$ (computed in T); values are accumulated in
-/// double. Not thread-safe: the rotated form keeps two length-d work vectors in the object.
+/// double. Results do not depend on the alignment of the caller's buffers. Not thread-safe: the
+/// rotated form keeps two length-d work vectors in the object.
 template <real_scalar T>
 class quadratic {
  public:
@@ -171,8 +172,10 @@ class quadratic {
       y_(i) *= lambda_[static_cast<std::size_t>(i)];
     }
     if (g != nullptr) {
-      Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> gm(g, n);
-      gm.noalias() = q_ * y_;
+      // Computed in an aligned member and copied, so that the result cannot depend on where the
+      // caller's buffer starts, whatever kernel Eigen picks for an unaligned destination.
+      r_.noalias() = q_ * y_;
+      for (Eigen::Index i = 0; i < n; ++i) g[static_cast<std::size_t>(i)] = r_(i);
     }
     return 0.5 * f;
   }
