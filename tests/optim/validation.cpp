@@ -6,6 +6,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <stochgrad/bits/optim/optim.hpp>
@@ -155,4 +156,16 @@ TEMPLATE_TEST_CASE("size mismatches throw and leave parameters and state untouch
   REQUIRE(first_mismatch(b, b0) == -1);
   REQUIRE(first_mismatch(s.exp_avg, m0) == -1);
   REQUIRE(s.steps == std::vector<std::uint64_t>{0});
+}
+
+TEST_CASE("every optimizer models the optimizer_policy concept for float and double", "[optim][concepts]") {
+  STATIC_REQUIRE(optimizer_policy<optim::sgd<>, float>);
+  STATIC_REQUIRE(optimizer_policy<optim::sgd<cosine_schedule>, double>);
+  STATIC_REQUIRE(optimizer_policy<optim::adam<>, float>);
+  STATIC_REQUIRE(optimizer_policy<optim::adamw<step_decay>, double>);
+  STATIC_REQUIRE(optimizer_policy<optim::adan<>, float>);
+  STATIC_REQUIRE(optimizer_policy<optim::adan<spall_gain>, double>);
+  STATIC_REQUIRE(!optimizer_policy<int, float>);
+  STATIC_REQUIRE(!optimizer_policy<optim::adan<>, int>);
+  STATIC_REQUIRE(std::string_view(optim::adamw<>::name) == "adamw");
 }
