@@ -170,7 +170,7 @@ struct bnpo_mean {
       if (options.reference_compatible && g.size_of(k) == 1) {
         b = options.min_value;
       } else {
-        b = detail::group_moments(r, g, k).mean;
+        b = detail::group_nanmean(r, g, k);
       }
       g.for_each_member(k, [&](std::size_t n) { out[n] = static_cast<T>(b); });
     }

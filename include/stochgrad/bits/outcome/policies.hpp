@@ -100,6 +100,21 @@ nan_moments group_moments(std::span<const T> r, const group_layout& g, std::size
   return m;
 }
 
+/// NaN-aware mean of group k (NaN when the group has no valid outcome); one pass.
+template <class T>
+double group_nanmean(std::span<const T> r, const group_layout& g, std::size_t k) {
+  double sum = 0.0;
+  std::size_t count = 0;
+  g.for_each_member(k, [&](std::size_t n) {
+    const double v = static_cast<double>(r[n]);
+    if (!std::isnan(v)) {
+      sum += v;
+      ++count;
+    }
+  });
+  return count == 0 ? nan_v : sum / static_cast<double>(count);
+}
+
 template <class T>
 nan_moments span_moments(std::span<const T> x) {
   nan_moments m;
@@ -205,8 +220,7 @@ struct group_mean {
       if (verl_singletons && g.size_of(k) == 1) {
         b = 0.0;
       } else {
-        const detail::nan_moments m = detail::group_moments(r, g, k);
-        b = m.mean;
+        b = detail::group_nanmean(r, g, k);
       }
       g.for_each_member(k, [&](std::size_t n) { out[n] = static_cast<T>(b); });
     }
@@ -356,18 +370,25 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
   advantage_stats st;
   st.samples = r.size();
   st.groups = g.groups();
-  for (std::size_t n = 0; n < r.size(); ++n) {
-    if (std::isnan(static_cast<double>(r[n]))) ++st.nan_outcomes;
-    if (std::isnan(static_cast<double>(adv[n]))) {
-      adv[n] = T(0);
-      ++st.zeroed;
-    }
-  }
+  // One branch-light pass per group: NaN outcomes, NaN advantages -> 0, all-zero groups, and
+  // constant groups (max == min over the valid outcomes, or fewer than two of them).
   for (std::size_t k = 0; k < g.groups(); ++k) {
     bool zero = true;
-    g.for_each_member(k, [&](std::size_t n) { zero = zero && adv[n] == T(0); });
+    double mn = std::numeric_limits<double>::infinity(), mx = -mn;
+    g.for_each_member(k, [&](std::size_t n) {
+      const double v = static_cast<double>(r[n]);
+      const bool nan_r = std::isnan(v);
+      st.nan_outcomes += nan_r ? 1 : 0;
+      mn = nan_r ? mn : std::min(mn, v);
+      mx = nan_r ? mx : std::max(mx, v);
+      if (std::isnan(static_cast<double>(adv[n]))) {
+        adv[n] = T(0);
+        ++st.zeroed;
+      }
+      zero = zero && adv[n] == T(0);
+    });
     st.zero_groups += zero ? 1 : 0;
-    st.constant_groups += detail::is_constant_group(r, g, k) ? 1 : 0;
+    st.constant_groups += mx > mn ? 0 : 1;
   }
   return st;
 }
