@@ -303,7 +303,7 @@ void single_thread_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"n", "threads"})->UseRealTime();
 }
 
-using ref10 = sg::philox<10>;
+using ref10 = sg::philox<10>;  // the spec's reference generator (Philox4x32-10 + Box–Muller)
 using dflt = sg::default_generator;
 
 }  // namespace
@@ -316,6 +316,8 @@ BENCHMARK(BM_ref_mt19937_normal)->Apply(single_thread_args);
 
 BENCHMARK(BM_perturb<sg::gaussian, dflt, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::gaussian, ref10, float>)->Apply(float_args);
+BENCHMARK(BM_perturb<sg::gaussian, sg::philox<7>, float>)->Apply(float_args);
+BENCHMARK(BM_perturb<sg::gaussian, sg::philox_icdf<10>, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::rademacher, dflt, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::segmented_uniform, dflt, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::uniform, dflt, float>)->Apply(float_args);

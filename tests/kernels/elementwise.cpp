@@ -21,9 +21,12 @@ using namespace stochgrad;
 
 namespace {
 
+// memcmp that accepts empty (possibly null) ranges.
+bool same_bytes(const void* a, const void* b, std::size_t n) { return n == 0 || std::memcmp(a, b, n) == 0; }
+
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  return a.size() == b.size() && same_bytes(a.data(), b.data(), a.size() * sizeof(T));
 }
 
 template <class T>
@@ -118,11 +121,11 @@ TEMPLATE_TEST_CASE("axpy and scale equal their scalar references bitwise", "[ker
       const T a = T(-0.8125);
       axpy<T>(a, x, y);
       for (std::size_t i = 0; i < n; ++i) ref[i] = simd::madd(a, x[i], ref[i]);
-      REQUIRE(std::memcmp(y.data(), ref.data(), n * sizeof(T)) == 0);
+      REQUIRE(same_bytes(y.data(), ref.data(), n * sizeof(T)));
       const T c = T(1.0625);
       scale<T>(y, c);
       for (std::size_t i = 0; i < n; ++i) ref[i] = ref[i] * c;
-      REQUIRE(std::memcmp(y.data(), ref.data(), n * sizeof(T)) == 0);
+      REQUIRE(same_bytes(y.data(), ref.data(), n * sizeof(T)));
     }
   }
 }

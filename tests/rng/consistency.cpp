@@ -18,11 +18,12 @@
 using namespace stochgrad;
 
 // Every generator policy the library offers is held to the same checks.
-#define SG_GENERATORS philox<10>, philox<7>, default_generator
+#define SG_GENERATORS philox<10>, philox<7>, philox_icdf<7>, philox_icdf<10>, default_generator
 // Distinct generator list (TEMPLATE_TEST_CASE needs distinct types).
 #define SG_GENERATOR_PAIRS                                                                                  \
   (std::pair<philox<10>, float>), (std::pair<philox<10>, double>), (std::pair<philox<7>, float>),          \
-      (std::pair<philox<7>, double>)
+      (std::pair<philox<7>, double>), (std::pair<philox_icdf<7>, float>), (std::pair<philox_icdf<7>, double>), \
+      (std::pair<philox_icdf<10>, float>)
 
 namespace {
 

@@ -21,7 +21,7 @@
 
 using namespace stochgrad;
 
-#define SG_GENERATORS philox<10>, philox<7>, default_generator
+#define SG_GENERATORS philox<10>, philox<7>, philox_icdf<7>, philox_icdf<10>, default_generator
 
 namespace {
 

@@ -51,6 +51,8 @@ namespace detail {
 
 inline constexpr std::size_t reduce_leaf = 1024;
 inline constexpr std::size_t reduce_max_parts = 64;
+/// Inputs of fewer leaves than this are reduced on the calling thread.
+inline constexpr std::size_t reduce_parallel_min_leaves = 64;
 
 template <class R, class Leaf, class Combine>
 R pairwise_leaves(std::size_t lo, std::size_t hi, std::size_t n, const Leaf& leaf, const Combine& comb) {
@@ -74,10 +76,17 @@ R tree_reduce(const executor& ex, std::size_t n, R identity, const Leaf& leaf, c
   const std::size_t leaves = (n + reduce_leaf - 1) / reduce_leaf;
   const std::size_t parts = std::min(leaves, reduce_max_parts);
   R partial[reduce_max_parts];
-  ex.run(parts, [&](std::size_t p) {
+  auto part = [&](std::size_t p) {
     const std::size_t lo = p * leaves / parts, hi = (p + 1) * leaves / parts;
     partial[p] = pairwise_leaves<R>(lo, hi, n, leaf, comb);
-  });
+  };
+  // Small inputs run on the calling thread (waking the pool would cost more than the work); the
+  // parts and their combination are the same either way, so the bits are too.
+  if (ex.concurrency() == 1 || leaves < reduce_parallel_min_leaves) {
+    for (std::size_t p = 0; p < parts; ++p) part(p);
+  } else {
+    ex.run(parts, part);
+  }
   return pairwise_array(partial, 0, parts, comb);
 }
 
