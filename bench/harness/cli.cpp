@@ -158,7 +158,10 @@ bool parse_options(int argc, char** argv, options& o) {
           o.seeds.push_back(parse_u64(a, item, 0, UINT64_MAX));
         } else {
           const auto lo = parse_u64(a, std::string_view(item).substr(0, dash), 0, UINT64_MAX);
-          const auto hi = parse_u64(a, std::string_view(item).substr(dash + 1), lo, lo + 999);
+          const auto hi = parse_u64(a, std::string_view(item).substr(dash + 1), 0, UINT64_MAX);
+          if (hi < lo || hi - lo >= 1000) {
+            throw usage_error(fmt::format("--seeds: range '{}' must be increasing and hold at most 1000 seeds", item));
+          }
           for (std::uint64_t s = lo; s <= hi; ++s) o.seeds.push_back(s);
         }
       }

@@ -146,6 +146,9 @@ struct stepper_info {
   std::string description{};         ///< one line for --list and the JSON
   bool reference = false;            ///< a harness reference loop, not a library stepper
   hyper_table hyper{};               ///< default hyper-parameters
+  /// Multiplies every problem's step budget for this stepper (e.g. 1/q for a stepper that spends
+  /// q query pairs per step, to compare at equal numbers of evaluations). Ignored with --steps.
+  double step_scale = 1.0;
   /// Extra applicability test (besides family/gradient compatibility); empty = always.
   std::function<bool(const problem_info&)> applies{};
   /// Set by registry::add_stepper.

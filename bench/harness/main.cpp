@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -150,6 +151,16 @@ int run(int argc, char** argv) {
       register_library_steppers(reg);
       problems = select(reg.problems(), o.problems, "problem", match_problem);
       steppers = select(reg.steppers(), o.steppers, "stepper", match_stepper);
+      for (const auto& [key, v] : o.sets) {
+        std::string who = key.substr(0, key.rfind('.'));
+        std::string where;
+        if (const auto at = who.find('@'); at != std::string::npos) {
+          where = who.substr(at + 1);
+          who = who.substr(0, at);
+        }
+        select(reg.steppers(), {who}, "stepper in --set", match_stepper);
+        if (!where.empty()) select(reg.problems(), {where}, "problem in --set", match_problem);
+      }
     }
   } catch (const usage_error& e) {
     fmt::print(stderr, "shootout: {}\n(try shootout --help)\n", e.what());
@@ -188,7 +199,10 @@ int run(int argc, char** argv) {
     for (const stepper_info* s : steppers) {
       if (!registry::applies(*s, *p)) continue;
       used = true;
-      const std::size_t steps = o.steps != 0 ? o.steps : p->steps.in(o.run_mode);
+      const std::size_t steps =
+          o.steps != 0 ? o.steps
+                       : std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(
+                                                      static_cast<double>(p->steps.in(o.run_mode)) * s->step_scale)));
       for (std::uint64_t seed : seeds) {
         jobs.push_back({p, s, seed, steps, static_cast<double>(steps) * p->step_cost_us});
       }
