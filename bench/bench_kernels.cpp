@@ -3,7 +3,8 @@
 // (in-place scale `a *= s`, STREAM scale `b = s*c`, a simple vectorised sum) and beside
 // `std::mt19937 + std::normal_distribution`, so that ratios come from one run.
 //
-// Arguments are {N, threads}. N = 4096 is the smoke configuration (`--benchmark_filter=/4096`),
+// Arguments are {N, threads} (names: BM_kernel<...>/N/threads). N = 4096 is the smoke configuration
+// (`--benchmark_filter=/4096`),
 // N = 1e4 is cache resident, 1e7 is L3 resident on the build machine, 1e8 is main memory.
 // Counters: bytes_per_second (bytes read + written per element, below), items_per_second and
 // ns/elem (seconds per element, printed with an SI prefix: "1.02n" = 1.02 ns).
@@ -189,6 +190,23 @@ void BM_perturb(benchmark::State& st) {
   finish(st, n, 2.0 * sizeof(T));
 }
 
+// Group form: the buffer cut into 8 tensors (streams key.stream + j).
+template <class D, class G, class T>
+void BM_perturb_group(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const sg::executor ex = exec_for(static_cast<int>(st.range(1)));
+  auto [a, b] = get<T>(n);
+  std::span<T> parts[8];
+  for (std::size_t j = 0; j < 8; ++j) parts[j] = a.subspan(j * n / 8, (j + 1) * n / 8 - j * n / 8);
+  T s = T(1e-3);
+  for (auto _ : st) {
+    sg::perturb<D, G, T>(std::span<const std::span<T>>(parts), s, sg::noise_key{42, 0, 0}, ex);
+    s = -s;
+    benchmark::ClobberMemory();
+  }
+  finish(st, n, 2.0 * sizeof(T));
+}
+
 template <class D, class G, class T>
 void BM_generate(benchmark::State& st) {
   const auto n = static_cast<std::size_t>(st.range(0));
@@ -287,20 +305,20 @@ void float_args(benchmark::internal::Benchmark* b) {
     if (n > max_n()) continue;
     for (const std::int64_t t : {1, 2}) b->Args({n, t});
   }
-  b->ArgNames({"n", "threads"})->UseRealTime();
+  b->UseRealTime();
 }
 void double_args(benchmark::internal::Benchmark* b) {
   for (const std::int64_t n : {std::int64_t{4096}, std::int64_t{10'000}, std::int64_t{10'000'000}}) {
     if (n > max_n()) continue;
     for (const std::int64_t t : {1, 2}) b->Args({n, t});
   }
-  b->ArgNames({"n", "threads"})->UseRealTime();
+  b->UseRealTime();
 }
 void single_thread_args(benchmark::internal::Benchmark* b) {
-  for (const std::int64_t n : {std::int64_t{4096}, std::int64_t{10'000}, std::int64_t{10'000'000}}) {
+  for (const std::int64_t n : {std::int64_t{4096}, std::int64_t{10'000}, std::int64_t{10'000'000}, std::int64_t{100'000'000}}) {
     if (n <= max_n()) b->Args({n, 1});
   }
-  b->ArgNames({"n", "threads"})->UseRealTime();
+  b->UseRealTime();
 }
 
 using ref10 = sg::philox<10>;  // the spec's reference generator (Philox4x32-10 + Box–Muller)
@@ -319,6 +337,8 @@ BENCHMARK(BM_perturb<sg::gaussian, ref10, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::gaussian, sg::philox<7>, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::gaussian, sg::philox_icdf<10>, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::rademacher, dflt, float>)->Apply(float_args);
+BENCHMARK(BM_perturb<sg::rademacher, ref10, float>)->Apply(float_args);
+BENCHMARK(BM_perturb_group<sg::gaussian, dflt, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::segmented_uniform, dflt, float>)->Apply(float_args);
 BENCHMARK(BM_perturb<sg::uniform, dflt, float>)->Apply(float_args);
 BENCHMARK(BM_generate<sg::gaussian, dflt, float>)->Apply(float_args);
