@@ -35,9 +35,10 @@
 namespace stochgrad {
 
 /// Gamma(shape, 1) variate from the counter-based stream `key` (Marsaglia & Tsang 2000, "A simple
-/// method for generating gamma variables", ACM TOMS 26(3)). Attempt j uses Philox block j of the
-/// stream: words 0-1 give the normal (Box-Muller, element 4j) and word 2 the acceptance uniform
-/// (element 4j+2); for shape < 1 the boost `U^(1/shape)` uses word 3 of block 0 (element 3).
+/// method for generating gamma variables", ACM TOMS 26(3)). Attempt j uses the normal at element
+/// 4j and the acceptance uniform at element 4j+2 of the stream (words 0-1 and 2 of Philox block j,
+/// so they are independent for every generator policy); for shape < 1 the boost `U^(1/shape)`
+/// uses the uniform at element 3 (word 3 of block 0).
 /// @throws invalid_argument unless shape > 0 and finite
 template <noise_generator Gen = default_generator>
 double gamma_variate(double shape, const noise_key& key) {
