@@ -74,46 +74,72 @@ STOCHGRAD_ALWAYS_INLINE xsimd::batch<T> blend(const xsimd::batch<T>& m, const xs
   return b ^ ((a ^ b) & m);  // (xsimd's bitwise_andnot changed argument order across versions)
 }
 
+/// x[b, e) += sum over the N terms (in order) of scale * v. The keys and scales are loop-invariant
+/// locals, so the generator's key schedule is hoisted out of the chunk loop (N is 1 or 2).
+template <std::size_t N, bool Masked, real_scalar T, class Dir>
+STOCHGRAD_ALWAYS_INLINE void perturb_range(T* STOCHGRAD_RESTRICT x, std::size_t b, std::size_t e, const Dir& dir,
+                                           const mask_view& mask, std::size_t t, const noise_key (&key)[N],
+                                           const T (&scale)[N]) noexcept {
+  using B = xsimd::batch<T>;
+  constexpr std::size_t C = simd::chunk, NB = simd::chunk_batches<T>, W = B::size;
+  B s[N];
+  for (std::size_t k = 0; k < N; ++k) s[k] = B(scale[k]);
+  std::size_t i = b;
+  for (; i + C <= e; i += C) {
+    B th[NB], v[NB], mk[NB];
+    for (std::size_t r = 0; r < NB; ++r) th[r] = B::load_unaligned(x + i + r * W);
+    if constexpr (Masked) lane_masks<T>(mask.chunk_bits(t, i), mk);
+    for (std::size_t k = 0; k < N; ++k) {
+      dir.template chunk<T>(key[k], i, v);
+      for (std::size_t r = 0; r < NB; ++r) {
+        const B nv = simd::madd(s[k], v[r], th[r]);
+        if constexpr (Masked) {
+          th[r] = blend<T>(mk[r], nv, th[r]);
+        } else {
+          th[r] = nv;
+        }
+      }
+    }
+    for (std::size_t r = 0; r < NB; ++r) th[r].store_unaligned(x + i + r * W);
+  }
+  for (; i < e; ++i) {
+    if constexpr (Masked) {
+      if (!mask.bit(t, i)) continue;
+    }
+    T xi = x[i];
+    for (std::size_t k = 0; k < N; ++k) xi = simd::madd(scale[k], dir.template value<T>(key[k], i), xi);
+    x[i] = xi;
+  }
+}
+
+template <std::size_t N, bool Masked, real_scalar T, class Dir>
+void perturb_pass_n(const parameters<T>& p, const Dir& dir, const mask_view& mask, const pass_term<T>* terms,
+                    const executor& ex) {
+  for (std::size_t t = 0; t < p.tensors(); ++t) {
+    T* x = p.tensor(t).data();
+    noise_key key[N];
+    T scale[N];
+    for (std::size_t k = 0; k < N; ++k) {
+      key[k] = noise_key{terms[k].seed, p.stream(t), terms[k].draw};
+      scale[k] = terms[k].scale;
+    }
+    stochgrad::detail::parallel_ranges(ex, p.tensor(t).size(), [&](std::size_t b, std::size_t e) {
+      perturb_range<N, Masked>(x, b, e, dir, mask, t, key, scale);
+    });
+  }
+}
+
 /// x += sum over terms (in order) of scale * v, over every tensor; masked-out entries untouched.
+/// Bitwise equal to one `perturb` pass per term.
 template <bool Masked, real_scalar T, class Dir>
 void perturb_pass(const parameters<T>& p, const Dir& dir, const mask_view& mask, const pass_term<T>* terms,
                   std::size_t n_terms, const executor& ex) {
-  using B = xsimd::batch<T>;
-  constexpr std::size_t C = simd::chunk, NB = simd::chunk_batches<T>, W = B::size;
-  for (std::size_t t = 0; t < p.tensors(); ++t) {
-    T* x = p.tensor(t).data();
-    const std::uint32_t stream = p.stream(t);
-    stochgrad::detail::parallel_ranges(ex, p.tensor(t).size(), [&](std::size_t b, std::size_t e) {
-      std::size_t i = b;
-      for (; i + C <= e; i += C) {
-        B th[NB], v[NB], mk[NB];
-        for (std::size_t r = 0; r < NB; ++r) th[r] = B::load_unaligned(x + i + r * W);
-        if constexpr (Masked) lane_masks<T>(mask.chunk_bits(t, i), mk);
-        for (std::size_t k = 0; k < n_terms; ++k) {
-          dir.template chunk<T>(noise_key{terms[k].seed, stream, terms[k].draw}, i, v);
-          const B s(terms[k].scale);
-          for (std::size_t r = 0; r < NB; ++r) {
-            const B nv = simd::madd(s, v[r], th[r]);
-            if constexpr (Masked) {
-              th[r] = blend<T>(mk[r], nv, th[r]);
-            } else {
-              th[r] = nv;
-            }
-          }
-        }
-        for (std::size_t r = 0; r < NB; ++r) th[r].store_unaligned(x + i + r * W);
-      }
-      for (; i < e; ++i) {
-        if constexpr (Masked) {
-          if (!mask.bit(t, i)) continue;
-        }
-        T xi = x[i];
-        for (std::size_t k = 0; k < n_terms; ++k) {
-          xi = simd::madd(terms[k].scale, dir.template value<T>(noise_key{terms[k].seed, stream, terms[k].draw}, i), xi);
-        }
-        x[i] = xi;
-      }
-    });
+  for (std::size_t k = 0; k < n_terms; k += 2) {
+    if (n_terms - k >= 2) {
+      perturb_pass_n<2, Masked>(p, dir, mask, terms + k, ex);
+    } else {
+      perturb_pass_n<1, Masked>(p, dir, mask, terms + k, ex);
+    }
   }
 }
 
@@ -174,7 +200,13 @@ class direction_source {
   /// The terms `(seed, draw, c_j)` (the array must outlive the source) over parameters `p`.
   direction_source(const parameters<T>& p, const Dir& dir, std::span<const noise_term> terms,
                    detail::mask_view mask = {}) noexcept
-      : p_(&p), dir_(dir), terms_(terms), mask_(mask) {}
+      : p_(&p), dir_(dir), terms_(terms), mask_(mask) {
+    if (!terms_.empty()) {
+      seed0_ = terms_[0].seed;
+      draw0_ = terms_[0].draw;
+      coef0_ = static_cast<T>(terms_[0].scale);
+    }
+  }
 
   /// Adds the restore `theta += scale * v(seed, draw)` applied before the update.
   void set_restore(std::uint64_t seed, std::uint32_t draw, T scale) noexcept {
@@ -201,15 +233,19 @@ class direction_source {
     B v[NB], mk[NB];
     if constexpr (Masked) detail::lane_masks<T>(mask_.chunk_bits(t, i), mk);
     const std::uint32_t stream = p_->stream(t);
-    for (std::size_t k = 0; k < terms_.size(); ++k) {
-      dir_.template chunk<T>(noise_key{terms_[k].seed, stream, terms_[k].draw}, i, v);
-      if (static_cast<long>(k) == restore_term_) perturb(theta, v, mk, restore_key_.scale);
-      const B c(static_cast<T>(terms_[k].scale));
-      for (std::size_t r = 0; r < NB; ++r) {
-        B d = v[r];
-        if constexpr (Dir::inverse) d = B(T(1)) / d;
-        if constexpr (Masked) d = d & mk[r];
-        out[r] = k == 0 ? c * d : simd::madd(c, d, out[r]);
+    if (terms_.size() == 1) {
+      // One direction (MeZO, SPSA): no loop, scalars in locals.
+      const noise_key key{seed0_, stream, draw0_};
+      dir_.template chunk<T>(key, i, v);
+      if (restore_term_ == 0) perturb(theta, v, mk, restore_key_.scale);
+      const B c(coef0_);
+      for (std::size_t r = 0; r < NB; ++r) out[r] = c * grad_dir(v[r], mk[r]);
+    } else {
+      for (std::size_t k = 0; k < terms_.size(); ++k) {
+        dir_.template chunk<T>(noise_key{terms_[k].seed, stream, terms_[k].draw}, i, v);
+        if (static_cast<long>(k) == restore_term_) perturb(theta, v, mk, restore_key_.scale);
+        const B c(static_cast<T>(terms_[k].scale));
+        for (std::size_t r = 0; r < NB; ++r) out[r] = k == 0 ? c * grad_dir(v[r], mk[r]) : simd::madd(c, grad_dir(v[r], mk[r]), out[r]);
       }
     }
     if (restore_ && restore_term_ < 0) {
@@ -286,6 +322,18 @@ class direction_source {
     std::uint32_t draw = 0;
     T scale = T(0);
   };
+  // The gradient direction of a perturbation register: v, or 1/v (inverse form); 0 where masked out.
+  STOCHGRAD_ALWAYS_INLINE static xsimd::batch<T> grad_dir(const xsimd::batch<T>& v, const xsimd::batch<T>& mk) noexcept {
+    xsimd::batch<T> d = v;
+    if constexpr (Dir::inverse) d = xsimd::batch<T>(T(1)) / d;
+    if constexpr (Masked) {
+      d = d & mk;
+    } else {
+      (void)mk;
+    }
+    return d;
+  }
+
   STOCHGRAD_ALWAYS_INLINE void perturb(xsimd::batch<T>* theta, const xsimd::batch<T>* v, const xsimd::batch<T>* mk,
                                        T scale) const noexcept {
     using B = xsimd::batch<T>;
@@ -304,6 +352,9 @@ class direction_source {
   const parameters<T>* p_;
   Dir dir_;
   std::span<const noise_term> terms_;
+  std::uint64_t seed0_ = 0;  // terms_[0], unpacked for the one-direction path
+  std::uint32_t draw0_ = 0;
+  T coef0_ = T(0);
   detail::mask_view mask_;
   bool restore_ = false;
   long restore_term_ = -1;
