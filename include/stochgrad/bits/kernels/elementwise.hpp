@@ -87,15 +87,33 @@ STOCHGRAD_ALWAYS_INLINE void for_noise_chunks(std::size_t b, std::size_t e, cons
   }
 }
 
+/// Bytes ahead of the current chunk that the in-place noise kernels prefetch. The noise
+/// generation keeps the core busy for long enough per cache line that the hardware prefetchers
+/// alone leave the in-place pass partly latency bound out of cache; a software prefetch 4 KiB
+/// ahead made the Gaussian pass 15-20 % faster at N = 1e8 (AVX-512 Xeon, one core).
+inline constexpr std::size_t prefetch_bytes = 4096;
+
+STOCHGRAD_ALWAYS_INLINE void prefetch_for_write(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 1, 3);
+#else
+  (void)p;
+#endif
+}
+
 /// x[i] += s * z(first + i) for i in [b, e).
 template <class D, class G, class T>
 void perturb_range(T* STOCHGRAD_RESTRICT x, std::size_t b, std::size_t e, T s, const noise_key& key,
                    std::uint64_t first) noexcept {
   using B = xsimd::batch<T>;
+  constexpr std::size_t ahead = prefetch_bytes / sizeof(T), line = 64 / sizeof(T);
   const B sb(s);
   for_noise_chunks<D, G, T>(
       b, e, key, first,
-      [x, sb](std::size_t i, const B* z) STOCHGRAD_ALWAYS_INLINE_LAMBDA {
+      [x, sb, e](std::size_t i, const B* z) STOCHGRAD_ALWAYS_INLINE_LAMBDA {
+        if (i + ahead + simd::chunk <= e) {
+          for (std::size_t l = 0; l < simd::chunk; l += line) prefetch_for_write(x + i + ahead + l);
+        }
         for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r) {
           T* p = x + i + r * B::size;
           simd::madd(sb, z[r], B::load_unaligned(p)).store_unaligned(p);
