@@ -76,9 +76,135 @@ void clip_rewards(std::span<T> r, double lo, double hi) {
   }
 }
 
+/// Scratch of `combined_advantages` (grown only: calls on batches of at most the same size do not
+/// allocate). Owned by `multi_reward`, or by a stepper's estimator state.
+struct multi_reward_scratch {
+  std::vector<double> r, tmp, acc;
+  std::vector<unsigned char> any, constant;
+  /// Grows the buffers to n samples and `groups` groups.
+  void reserve(std::size_t n, std::size_t groups) {
+    if (r.size() < n) {
+      r.resize(n);
+      tmp.resize(n);
+      acc.resize(n);
+      any.resize(n);
+    }
+    if (constant.size() < groups) constant.resize(groups);
+  }
+};
+
+namespace detail {
+inline void check_reward_weights(std::span<const double> w, reward_aggregation mode) {
+  require(!w.empty(), "multi_reward", "weights.size()", 0.0, ">= 1");
+  for (double x : w) require(std::isfinite(x), "multi_reward", "weight", x, "finite");
+  if (mode == reward_aggregation::decompose) {
+    double s = 0.0;
+    for (double x : w) s += x;
+    require(s != 0.0, "multi_reward (decompose)", "sum of weights", s, "!= 0");
+  }
+}
+}  // namespace detail
+
+/// Advantages of `g.samples()` samples from K reward functions (row-major `[N x K]` matrix
+/// `rewards_per_func`, K = `weights.size()`), combined as `mode` says (see the file comment), with
+/// the baseline `base` and normalizer `nrm` (taken by reference: e.g. a stepper's own policies).
+/// @param final_eps epsilon of the final batch whitening of `normalize_then_sum` (TRL 1e-4)
+/// @param scratch   work buffers (grown as needed, never shrunk)
+/// @return statistics of the final advantages (NaN outcomes = unscorable samples)
+/// @throws size_mismatch / invalid_argument on inconsistent sizes, an empty or non-finite weight
+///         list, a zero weight sum for `decompose`, a negative final_eps; whatever the policies throw
+template <baseline_policy Base, normalizer_policy Norm, real_scalar T>
+advantage_stats combined_advantages(const Base& base, const Norm& nrm, std::span<const double> weights, reward_aggregation mode,
+                                    double final_eps, std::span<const T> rewards_per_func, const group_layout& g,
+                                    std::span<T> adv, multi_reward_scratch& scratch) {
+  const std::size_t N = g.samples(), K = weights.size();
+  detail::check_reward_weights(weights, mode);
+  detail::require_nonnegative_eps("multi_reward", final_eps);
+  detail::check_reward_matrix("multi_reward", rewards_per_func.size(), N, K);
+  detail::require_same_size("multi_reward", "layout samples", N, "advantages", adv.size());
+  scratch.reserve(N, g.groups());
+  std::span<double> r(scratch.r.data(), N), tmp(scratch.tmp.data(), N), acc(scratch.acc.data(), N);
+  std::vector<unsigned char>& any = scratch.any;
+  switch (mode) {
+    case reward_aggregation::sum_then_normalize: {
+      for (std::size_t n = 0; n < N; ++n) {
+        double s = 0.0;
+        bool seen = false;
+        for (std::size_t k = 0; k < K; ++k) {
+          const double v = static_cast<double>(rewards_per_func[n * K + k]);
+          if (!std::isnan(v)) {
+            s += weights[k] * v;
+            seen = true;
+          }
+        }
+        r[n] = seen ? s : detail::nan_v;
+      }
+      const advantage_stats st = advantages(base, nrm, std::span<const double>(r), g, tmp);
+      for (std::size_t n = 0; n < N; ++n) adv[n] = static_cast<T>(tmp[n]);
+      return st;
+    }
+    case reward_aggregation::normalize_then_sum: {
+      for (std::size_t n = 0; n < N; ++n) acc[n] = 0.0;
+      for (std::size_t n = 0; n < N; ++n) any[n] = 0;
+      // Each function's z-scores keep NaN where undefined so that nansum drops them.
+      for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t n = 0; n < N; ++n) r[n] = static_cast<double>(rewards_per_func[n * K + k]);
+        base.compute(std::span<const double>(r), g, tmp);
+        nrm.apply(std::span<const double>(r), std::span<const double>(tmp), g, tmp);
+        for (std::size_t n = 0; n < N; ++n) {
+          if (!std::isnan(r[n])) any[n] = 1;
+          if (!std::isnan(tmp[n])) acc[n] += weights[k] * tmp[n];
+        }
+      }
+      for (std::size_t n = 0; n < N; ++n) r[n] = any[n] ? acc[n] : detail::nan_v;
+      const advantage_stats st = advantages(no_baseline{}, batch_whiten{final_eps}, std::span<const double>(r), g, tmp);
+      for (std::size_t n = 0; n < N; ++n) adv[n] = static_cast<T>(tmp[n]);
+      return st;
+    }
+    case reward_aggregation::decompose:
+    default: {
+      double wsum = 0.0;
+      for (double w : weights) wsum += w;
+      for (std::size_t n = 0; n < N; ++n) {
+        acc[n] = 0.0;
+        any[n] = 0;
+      }
+      std::vector<unsigned char>& constant = scratch.constant;
+      for (std::size_t k = 0; k < g.groups(); ++k) constant[k] = 1;
+      for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t n = 0; n < N; ++n) {
+          r[n] = static_cast<double>(rewards_per_func[n * K + k]);
+          if (!std::isnan(r[n])) any[n] = 1;
+        }
+        advantages(base, nrm, std::span<const double>(r), g, tmp);
+        for (std::size_t n = 0; n < N; ++n) acc[n] += weights[k] * tmp[n];
+        for (std::size_t q = 0; q < g.groups(); ++q) {
+          if (!detail::is_constant_group(std::span<const double>(r), g, q)) constant[q] = 0;
+        }
+      }
+      advantage_stats st;
+      st.samples = N;
+      st.groups = g.groups();
+      for (std::size_t n = 0; n < N; ++n) {
+        adv[n] = static_cast<T>(acc[n] / wsum);
+        if (!any[n]) ++st.nan_outcomes;
+      }
+      st.zeroed = st.nan_outcomes;
+      for (std::size_t q = 0; q < g.groups(); ++q) {
+        bool zero = true;
+        g.for_each_member(q, [&](std::size_t n) { zero = zero && adv[n] == T(0); });
+        st.zero_groups += zero ? 1 : 0;
+        st.constant_groups += constant[q];
+      }
+      return st;
+    }
+  }
+}
+
 /// Advantages from K reward functions with weights, for a baseline and a normalizer policy.
 /// Holds the policies, the weights and scratch buffers (grown only), so repeated calls on batches
-/// of at most the same size do not allocate.
+/// of at most the same size do not allocate. (`combined_advantages` is the same computation with
+/// policies and scratch owned elsewhere.)
 template <baseline_policy Base, normalizer_policy Norm>
 class multi_reward {
  public:
@@ -90,14 +216,8 @@ class multi_reward {
   multi_reward(Base b, Norm nrm, std::vector<double> weights, reward_aggregation mode = reward_aggregation::sum_then_normalize,
                double final_eps = 1e-4)
       : b_(std::move(b)), n_(std::move(nrm)), w_(std::move(weights)), mode_(mode), final_eps_(final_eps) {
-    detail::require(!w_.empty(), "multi_reward", "weights.size()", 0.0, ">= 1");
-    for (double w : w_) detail::require(std::isfinite(w), "multi_reward", "weight", w, "finite");
+    detail::check_reward_weights(w_, mode_);
     detail::require_nonnegative_eps("multi_reward", final_eps_);
-    if (mode_ == reward_aggregation::decompose) {
-      double s = 0.0;
-      for (double w : w_) s += w;
-      detail::require(s != 0.0, "multi_reward (decompose)", "sum of weights", s, "!= 0");
-    }
   }
 
   /// Number of reward functions K.
@@ -113,112 +233,17 @@ class multi_reward {
   /// @return statistics of the final advantages (NaN outcomes = unscorable samples)
   template <real_scalar T>
   advantage_stats compute(std::span<const T> rewards_per_func, const group_layout& g, std::span<T> adv) {
-    const std::size_t N = g.samples(), K = w_.size();
-    detail::check_reward_matrix("multi_reward", rewards_per_func.size(), N, K);
-    detail::require_same_size("multi_reward", "layout samples", N, "advantages", adv.size());
-    ensure(N);
-    std::span<double> r(r_.data(), N), tmp(tmp_.data(), N), acc(acc_.data(), N);
-    switch (mode_) {
-      case reward_aggregation::sum_then_normalize: {
-        weighted_sum(rewards_per_func, r);
-        const advantage_stats st = advantages(b_, n_, std::span<const double>(r), g, tmp);
-        for (std::size_t n = 0; n < N; ++n) adv[n] = static_cast<T>(tmp[n]);
-        return st;
-      }
-      case reward_aggregation::normalize_then_sum: {
-        for (std::size_t n = 0; n < N; ++n) acc[n] = 0.0;
-        std::vector<unsigned char>& any = any_;
-        for (std::size_t n = 0; n < N; ++n) any[n] = 0;
-        // Each function's z-scores keep NaN where undefined so that nansum drops them.
-        for (std::size_t k = 0; k < K; ++k) {
-          for (std::size_t n = 0; n < N; ++n) r[n] = static_cast<double>(rewards_per_func[n * K + k]);
-          b_.compute(std::span<const double>(r), g, tmp);
-          n_.apply(std::span<const double>(r), std::span<const double>(tmp), g, tmp);
-          for (std::size_t n = 0; n < N; ++n) {
-            if (!std::isnan(r[n])) any[n] = 1;
-            if (!std::isnan(tmp[n])) acc[n] += w_[k] * tmp[n];
-          }
-        }
-        for (std::size_t n = 0; n < N; ++n) r[n] = any[n] ? acc[n] : detail::nan_v;
-        const advantage_stats st =
-            advantages(no_baseline{}, batch_whiten{final_eps_}, std::span<const double>(r), g, tmp);
-        for (std::size_t n = 0; n < N; ++n) adv[n] = static_cast<T>(tmp[n]);
-        return st;
-      }
-      case reward_aggregation::decompose:
-      default: {
-        double wsum = 0.0;
-        for (double w : w_) wsum += w;
-        for (std::size_t n = 0; n < N; ++n) {
-          acc[n] = 0.0;
-          any_[n] = 0;
-        }
-        if (constant_.size() < g.groups()) constant_.resize(g.groups());
-        for (std::size_t k = 0; k < g.groups(); ++k) constant_[k] = 1;
-        for (std::size_t k = 0; k < K; ++k) {
-          for (std::size_t n = 0; n < N; ++n) {
-            r[n] = static_cast<double>(rewards_per_func[n * K + k]);
-            if (!std::isnan(r[n])) any_[n] = 1;
-          }
-          advantages(b_, n_, std::span<const double>(r), g, tmp);
-          for (std::size_t n = 0; n < N; ++n) acc[n] += w_[k] * tmp[n];
-          for (std::size_t q = 0; q < g.groups(); ++q) {
-            if (!detail::is_constant_group(std::span<const double>(r), g, q)) constant_[q] = 0;
-          }
-        }
-        advantage_stats st;
-        st.samples = N;
-        st.groups = g.groups();
-        for (std::size_t n = 0; n < N; ++n) {
-          adv[n] = static_cast<T>(acc[n] / wsum);
-          if (!any_[n]) ++st.nan_outcomes;
-        }
-        st.zeroed = st.nan_outcomes;
-        for (std::size_t q = 0; q < g.groups(); ++q) {
-          bool zero = true;
-          g.for_each_member(q, [&](std::size_t n) { zero = zero && adv[n] == T(0); });
-          st.zero_groups += zero ? 1 : 0;
-          st.constant_groups += constant_[q];
-        }
-        return st;
-      }
-    }
+    return combined_advantages(b_, n_, std::span<const double>(w_), mode_, final_eps_, rewards_per_func, g, adv,
+                               scratch_);
   }
 
  private:
-  template <class T>
-  void weighted_sum(std::span<const T> rpf, std::span<double> out) const {
-    const std::size_t K = w_.size();
-    for (std::size_t n = 0; n < out.size(); ++n) {
-      double s = 0.0;
-      bool any = false;
-      for (std::size_t k = 0; k < K; ++k) {
-        const double v = static_cast<double>(rpf[n * K + k]);
-        if (!std::isnan(v)) {
-          s += w_[k] * v;
-          any = true;
-        }
-      }
-      out[n] = any ? s : detail::nan_v;
-    }
-  }
-
-  void ensure(std::size_t n) {
-    if (r_.size() < n) {
-      r_.resize(n);
-      tmp_.resize(n);
-      acc_.resize(n);
-      any_.resize(n);
-    }
-  }
-
   Base b_;
   Norm n_;
   std::vector<double> w_;
   reward_aggregation mode_;
   double final_eps_;
-  std::vector<double> r_, tmp_, acc_;
-  std::vector<unsigned char> any_, constant_;
+  multi_reward_scratch scratch_;
 };
 
 }  // namespace stochgrad
