@@ -106,7 +106,7 @@ void with_optimizer(int which, F&& f) {
 }
 
 // Tensors of awkward lengths (chunk multiples, tails, several thread tasks of 65536 elements).
-const std::vector<std::size_t> sizes{200003, 64, 1, 4099, 130000};
+const std::vector<std::size_t> sizes{140003, 64, 1, 4099, 66000};
 
 template <class T>
 struct problem {
