@@ -182,8 +182,11 @@ struct bnpo_mean {
 /// options. Keeps the fit of the last call (`last_fit()`) and per-prompt scratch that grows only.
 class beta_normalizer {
  public:
+  /// Default options (rewards in [0, 1]). Not explicit, so that a stepper can default-construct
+  /// its normalizer (`Normalizer norm = {}`).
+  beta_normalizer() : beta_normalizer(bnpo_options{}) {}
   /// @throws invalid_argument if `max_value <= min_value`, `weight_cap <= 0` or `variance_floor < 0`.
-  explicit beta_normalizer(bnpo_options o = {}) : opt_(o) {
+  explicit beta_normalizer(bnpo_options o) : opt_(o) {
     detail::check_bnpo_range("beta_normalizer", opt_.min_value, opt_.max_value);
     detail::require(opt_.weight_cap > 0.0, "beta_normalizer", "weight_cap", opt_.weight_cap, "> 0");
     detail::require(opt_.variance_floor >= 0.0, "beta_normalizer", "variance_floor", opt_.variance_floor, ">= 0");

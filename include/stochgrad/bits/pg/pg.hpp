@@ -2,7 +2,8 @@
 /// @file
 /// @brief Module header for bits/pg/ (includes every header of that folder): the score-function
 /// estimator with the clipped surrogate (GRPO family, RLOO), KL estimators, the unified
-/// policy-gradient view (HPT) and adaptive samplers (Reinforce-Ada, Beta/Thompson).
+/// policy-gradient view (HPT), adaptive samplers (Reinforce-Ada, Beta/Thompson), and the stepper
+/// estimator `score_function` with its presets (`grpo`, `bnpo`, `rloo`, `reinforce`).
 #pragma once
 
 #include "../config.hpp"
@@ -12,3 +13,6 @@
 #include "unified.hpp"
 #include "beta_thompson.hpp"
 #include "reinforce_ada.hpp"
+#include "rloo_loss.hpp"
+#include "score_function.hpp"
+#include "presets.hpp"
