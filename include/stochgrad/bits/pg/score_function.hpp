@@ -510,7 +510,7 @@ class score_function {
     const std::span<const T> ccoef(coef.data(), NL);
     if constexpr (detail::pg_vjp_single<F, T>) {
       vjp(ccoef, st.gradient_spans[0]);
-    } else {
+    } else if constexpr (detail::pg_vjp_tensors<F, T>) {
       vjp(ccoef, std::span<const std::span<T>>(st.gradient_spans.data(), st.gradient_spans.size()));
     }
 

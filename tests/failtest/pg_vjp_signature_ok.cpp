@@ -1,0 +1,11 @@
+// A callback taking (std::span<const T> coef, std::span<T> grad) compiles (partner of pg_vjp_signature_ko.cpp).
+#include <stochgrad/stochgrad.hpp>
+#include <span>
+#include <vector>
+void f() {
+  std::vector<float> x(8), lp(8), r(4);
+  stochgrad::grpo<float> s{stochgrad::parameters<float>(std::span<float>(x))};
+  const auto layout = stochgrad::group_layout::contiguous(2, 2);
+  s.step(stochgrad::pg_batch<float>{.rewards = r, .length = 2, .logp = lp}, layout,
+         [](std::span<const float>, std::span<float>) {});
+}
