@@ -2,11 +2,8 @@
 // The addition policy (bits/problems/addition_policy.hpp): the vector-Jacobian product against
 // finite differences, sampling against the model's own probabilities, and a bounded training run
 // showing that the verifiable-reward task is learnable with stochgrad's advantages and
-// coefficients and a plain Adam loop written here (the full grpo / bnpo steppers come later).
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-// GCC 12.2 + AVX-512 miscompiles copies of constant arrays {x, x, 0, 0} (see tests/outcome/advantages.cpp).
-#pragma GCC optimize("no-tree-slp-vectorize")
-#endif
+// coefficients and a plain Adam loop written here. The same runs through the grpo / bnpo / rloo /
+// reinforce steppers are in tests/pg/training.cpp.
 #include <cmath>
 #include <cstdio>
 #include <numeric>

@@ -89,14 +89,14 @@ struct pg_batch {
   using reward_type = R;  ///< reward type
   /// One reward per completion `[N]`, or `[N x K]` row-major for K reward functions (K =
   /// `reward_weights.size()`); NaN = unscorable (the reward function returned nothing).
-  std::span<const R> rewards;
+  std::span<const R> rewards{};
   /// Weights of K >= 1 reward functions; empty: `rewards` holds one reward per completion.
-  std::span<const double> reward_weights;
-  std::size_t length = 0;       ///< L, padded completion length (>= 1)
-  std::span<const T> logp;      ///< log pi_theta(token) under the CURRENT parameters `[N x L]`
-  std::span<const T> old_logp;  ///< log pi_old(token) of the sampling policy `[N x L]`; empty = on-policy / stored
-  std::span<const T> ref_logp;  ///< log pi_ref(token) `[N x L]`; required when the loss has a KL term
-  std::span<const M> mask;      ///< completion mask `[N x L]`; empty = every token counts
+  std::span<const double> reward_weights{};
+  std::size_t length = 0;         ///< L, padded completion length (>= 1)
+  std::span<const T> logp{};      ///< log pi_theta(token) under the CURRENT parameters `[N x L]`
+  std::span<const T> old_logp{};  ///< log pi_old(token) of the sampling policy `[N x L]`; empty = on-policy / stored
+  std::span<const T> ref_logp{};  ///< log pi_ref(token) `[N x L]`; required when the loss has a KL term
+  std::span<const M> mask{};      ///< completion mask `[N x L]`; empty = every token counts
 };
 
 /// Options of the score-function estimator (the loss has its own).
