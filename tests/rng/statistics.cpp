@@ -21,7 +21,10 @@
 
 using namespace stochgrad;
 
-#define SG_GENERATORS philox<10>, philox<7>, philox_icdf<7>, philox_icdf<10>, default_generator
+// The spec reference, the default (philox_icdf<7>) and the inversion generator at the reference round
+// count. (philox<7>, Box–Muller on 7 rounds, is not a default and is left out to keep the run short;
+// its bits are the default generator's, and its Box–Muller mapping is philox<10>'s.)
+#define SG_GENERATORS philox<10>, default_generator, philox_icdf<10>
 
 namespace {
 
