@@ -280,15 +280,18 @@ struct loss_options_of<L> {
 /// and normalizer, per-token coefficients from `Loss`, the gradient from the caller's
 /// vector-Jacobian callback, the update from the stepper's optimizer (see the file comment).
 ///
-/// In a trainer (`theta` the policy's parameters, `pol` its model):
+/// In a trainer (`theta` the policy's parameters; examples/grpo_addition.cpp is a complete program):
 /// ```
-/// stochgrad::grpo<float> s(stochgrad::parameters<float>(theta), stochgrad::optim::adam<>({.lr = 1e-6}));
-/// const auto layout = stochgrad::group_layout::contiguous(prompts, G);
-/// // per generation batch: sample completions, score them, compute their log-probs, then
-/// auto report = s.step(stochgrad::pg_batch<float>{.rewards = r, .length = L, .logp = logp, .mask = mask}, layout,
-///                      [&](std::span<const float> coef, std::span<float> grad) {
-///                        pol.accumulate_gradient(theta, completions, coef, grad);  // grad += sum c_t dlogp_t/dtheta
+/// stochgrad::grpo<float> s(stochgrad::parameters<float>(std::span<float>(theta)),
+///                          stochgrad::optim::adam<>({.lr = 1e-6}));
+/// const auto layout = stochgrad::group_layout::contiguous(prompts, G);  // or group_layout::by_id(ids)
+/// // per generation batch: sample P x G completions, score them (rewards), compute their token
+/// // log-probs under theta (logp, [N x L], with a padding mask), then
+/// auto report = s.step(stochgrad::pg_batch<float>{.rewards = rewards, .length = L, .logp = logp, .mask = mask},
+///                      layout, [&](std::span<const float> coef, std::span<float> grad) {
+///                        model.backward(coef, grad);  // grad += sum_t coef[t] * d logp[t] / d theta
 ///                      });
+/// // report.loss, report.diagnostics.clip_region_fraction, report.stats.zero_groups, ...
 /// ```
 /// @tparam Loss surrogate loss policy: `clipped_surrogate` (GRPO family, the default) or
 ///         `rloo_loss` (TRL RLOO); any type with `evaluate(token_batch<T, M>, std::span<T>) ->
