@@ -9,7 +9,9 @@
 // `driver<T>`: construct from a `run_setup`, `step(x, oracle)`, and optionally `estimate(...)`.
 #pragma once
 
+#include <stochgrad/bits/outcome/group_layout.hpp>
 #include <stochgrad/bits/parallel/thread_pool.hpp>
+#include <stochgrad/bits/rng/noise.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -47,10 +49,10 @@ struct usage_error : std::runtime_error {
 
 /// What a problem reports at a point (NaN where it does not apply).
 struct eval_point {
-  double objective = nan;  ///< training objective (loss / f(x)); for reward tasks: -reward
-  double accuracy = nan;   ///< test accuracy (classifiers)
+  double objective = nan;  ///< training objective (loss / f(x)); reward tasks: 1 - expected reward
+  double accuracy = nan;   ///< test accuracy (classifiers); greedy accuracy (reward tasks)
   double test_loss = nan;  ///< test loss (classifiers)
-  double reward = nan;     ///< mean reward (policy tasks)
+  double reward = nan;     ///< exact expected reward of the sampling policy (reward tasks)
 };
 
 /// A problem instance in parameter type T, type-erased for the drivers.
@@ -65,6 +67,39 @@ class problem {
   /// Exact gradient (only when has_gradient()).
   virtual double loss_and_gradient(std::span<const T> x, std::span<T> g, const stochgrad::executor& ex) = 0;
   virtual eval_point evaluate(std::span<const T> x, const stochgrad::executor& ex) = 0;
+};
+
+/// A generation batch of a reward task: P prompts x G sampled completions of `length()` tokens,
+/// with their rewards and per-token log-probabilities (row-major [N x L], N = P G), in the shape a
+/// policy-gradient stepper takes them. Made by `reward_task::make_batch`; no allocation per draw.
+template <class T>
+class rollout_batch {
+ public:
+  virtual ~rollout_batch() = default;
+  /// Fresh prompts (stream `prompts`) and completions sampled from the policy at `theta` (stream
+  /// `completions`): a pure function of the keys and theta.
+  virtual void draw(std::span<const T> theta, const stochgrad::noise_key& prompts,
+                    const stochgrad::noise_key& completions) = 0;
+  /// Recomputes `logp()` of the current completions under `theta` (PPO iterations).
+  virtual void rescore(std::span<const T> theta) = 0;
+  /// Vector-Jacobian product: grad += sum_t coef[t] d logp[t] / d theta at `theta`.
+  virtual void vjp(std::span<const T> theta, std::span<const T> coef, std::span<T> grad) const = 0;
+  virtual std::size_t length() const = 0;
+  virtual std::span<const T> rewards() const = 0;
+  virtual std::span<const T> logp() const = 0;
+  /// The grouping: prompt p owns completions [p G, (p + 1) G).
+  virtual const stochgrad::group_layout& layout() const = 0;
+};
+
+/// A verifiable-reward task (policy-gradient family). As a `problem` its objective is
+/// 1 - J(theta), J the exact expected reward of the sampling policy over the prompt
+/// distribution, with its exact gradient (used only to score gradient estimates and to record
+/// curves); policy-gradient drivers see only sampled batches (`make_batch`).
+template <class T>
+class reward_task : public problem<T> {
+ public:
+  /// A batch buffer for P prompts x G completions.
+  virtual std::unique_ptr<rollout_batch<T>> make_batch(std::size_t prompts, std::size_t group) const = 0;
 };
 
 /// What a stepper may ask of the problem during a run: losses (counted) and, for first-order
@@ -87,10 +122,19 @@ class oracle {
     ++gradients_;
     return p_->loss_and_gradient(x, g, ex_);
   }
+  /// The reward task (policy-gradient steppers only; others get a std::logic_error).
+  reward_task<T>& task() const {
+    auto* t = dynamic_cast<reward_task<T>*>(p_);
+    if (family_ != family::policy_gradient || t == nullptr) {
+      throw std::logic_error("harness: only policy-gradient steppers on reward tasks draw rollouts");
+    }
+    return *t;
+  }
+  /// Counts sampled completions (policy-gradient drivers call it once per generation batch).
+  void count_completions(std::uint64_t n) noexcept { completions_ += n; }
   std::uint64_t losses() const noexcept { return losses_; }
   std::uint64_t gradients() const noexcept { return gradients_; }
-  /// The problem itself (policy-gradient drivers downcast to their task type).
-  problem<T>& underlying() noexcept { return *p_; }
+  std::uint64_t completions() const noexcept { return completions_; }
 
  private:
   problem<T>* p_;
@@ -98,6 +142,7 @@ class oracle {
   stochgrad::executor ex_;
   std::uint64_t losses_ = 0;
   std::uint64_t gradients_ = 0;
+  std::uint64_t completions_ = 0;
 };
 
 /// Hyper-parameters of one runner: name -> value.
@@ -119,14 +164,18 @@ struct run_setup {
   double hp_or(const std::string& name, double fallback) const;
 };
 
-/// One stepper inside one run. `step` advances x in place; `estimate` (optional) writes one
+/// One stepper inside one run. `prepare` is called once with the run's parameter buffer before
+/// the first step (off the clock, inside the memory measurement: bind a library stepper to x
+/// there); `step` advances x in place (always the same buffer); `estimate` (optional) writes one
 /// gradient estimate at x for the gradient-quality report (x may be perturbed in between but must
 /// be restored; `sample` numbers the estimates and must select the randomness so that the same
-/// sample gives the same estimate; it must not disturb the run's own random stream).
+/// sample gives the same estimate; it must not disturb the run's own random stream). `estimate`
+/// is called on a fresh driver that never saw `prepare`.
 template <class T>
 class driver {
  public:
   virtual ~driver() = default;
+  virtual void prepare(std::span<T> /*x*/, oracle<T>& /*f*/) {}
   virtual void step(std::span<T> x, oracle<T>& f) = 0;
   virtual bool estimate(std::span<T> /*x*/, oracle<T>& /*f*/, std::uint64_t /*sample*/, std::span<T> /*g*/) {
     return false;
@@ -149,6 +198,9 @@ struct stepper_info {
   /// Multiplies every problem's step budget for this stepper (e.g. 1/q for a stepper that spends
   /// q query pairs per step, to compare at equal numbers of evaluations). Ignored with --steps.
   double step_scale = 1.0;
+  /// Name of a hyper-parameter (after --set) that divides the budget too, e.g. "q" for a stepper
+  /// that spends q query pairs per step; empty: none. Ignored with --steps.
+  std::string budget_divisor{};
   /// Extra applicability test (besides family/gradient compatibility); empty = always.
   std::function<bool(const problem_info&)> applies{};
   /// Set by registry::add_stepper.
@@ -166,8 +218,8 @@ struct budget {
 
 /// When a run counts as having reached the problem's target.
 struct target_spec {
-  enum class metric { objective_gap, relative_gap, accuracy, reward } what = metric::objective_gap;
-  double value = 0.0;  ///< threshold: gap <= value, relative gap <= value, accuracy/reward >= value
+  enum class metric { objective_gap, relative_gap, objective, accuracy, reward } what = metric::objective_gap;
+  double value = 0.0;  ///< threshold: gap <= value, relative gap <= value, f <= value, accuracy/reward >= value
   std::string describe() const;
   bool reached(const eval_point& p, double optimum, double initial_gap) const;
 };
@@ -184,6 +236,7 @@ struct problem_info {
   bool policy = false;                          ///< a reward task (policy-gradient steppers)
   double optimum = nan;                         ///< known minimum of the objective (NaN: unknown)
   std::string curve_label = "objective";        ///< y label of the convergence plot
+  std::size_t points = 0;                       ///< recorded points per run (0: the mode's default)
   target_spec target;
   budget steps;
   double step_cost_us = 1.0;                    ///< rough time of one step (progress-bar ETA only)
@@ -213,6 +266,14 @@ class registry {
   static bool applies(const stepper_info& s, const problem_info& p);
   /// Hyper-parameters of the runner (s, p): "*" < family < instance name.
   static hyper_map hyper_for(const stepper_info& s, const problem_info& p);
+  /// hyper_for plus the command line's `--set S.NAME=V` and `S@PROBLEM.NAME=V` (PROBLEM: instance
+  /// name or family), in command-line order.
+  static hyper_map hyper_for(const stepper_info& s, const problem_info& p,
+                             const std::vector<std::pair<std::string, double>>& sets);
+  /// Step budget of the runner in mode m (--steps, else the problem's budget x step_scale /
+  /// budget_divisor, at least 1).
+  static std::size_t steps_for(const stepper_info& s, const problem_info& p, mode m, std::size_t steps_option,
+                               const hyper_map& hyper);
 
  private:
   std::vector<problem_info> problems_;
@@ -290,7 +351,7 @@ struct run_result {
   double step_time_s = 0.0;  ///< time inside step() calls
   double wall_s = 0.0;       ///< the whole run, recording and measurements included
   double updates_per_s = nan;
-  std::uint64_t losses = 0, gradients = 0;
+  std::uint64_t losses = 0, gradients = 0, completions = 0;
   double peak_rss_mb = nan, peak_delta_mb = nan;
   std::string memory_method;
   grad_quality quality;

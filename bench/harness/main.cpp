@@ -130,10 +130,11 @@ void print_list(const registry& reg, const std::vector<const problem_info*>& ps,
     for (const stepper_info* s : ss) {
       if (!registry::applies(*s, *p)) continue;
       std::string hp;
-      for (const auto& [k, v] : registry::hyper_for(*s, *p)) hp += fmt::format("{}{}={:g}", hp.empty() ? "" : ",", k, v);
-      names += fmt::format("{}{}({})", names.empty() ? "" : "  ", s->name, hp);
+      const hyper_map h = registry::hyper_for(*s, *p, o.sets);
+      for (const auto& [k, v] : h) hp += fmt::format("{}{}={:g}", hp.empty() ? "" : ",", k, v);
+      names += fmt::format("\n    {:<14} {:>6} steps  {}", s->name, registry::steps_for(*s, *p, o.run_mode, o.steps, h), hp);
     }
-    fmt::print("  {:<20} {}\n", p->name, names.empty() ? "-" : names);
+    fmt::print("  {}{}\n", p->name, names.empty() ? ": -" : names);
   }
   (void)reg;
 }
@@ -200,9 +201,7 @@ int run(int argc, char** argv) {
       if (!registry::applies(*s, *p)) continue;
       used = true;
       const std::size_t steps =
-          o.steps != 0 ? o.steps
-                       : std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(
-                                                      static_cast<double>(p->steps.in(o.run_mode)) * s->step_scale)));
+          registry::steps_for(*s, *p, o.run_mode, o.steps, registry::hyper_for(*s, *p, o.sets));
       for (std::uint64_t seed : seeds) {
         jobs.push_back({p, s, seed, steps, static_cast<double>(steps) * p->step_cost_us});
       }

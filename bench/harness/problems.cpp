@@ -3,13 +3,18 @@
 // the drivers, with names, budgets, targets and plot labels.
 #include <stochgrad/bits/problems/problems.hpp>
 
+#include "addition_task.hpp"
 #include "harness.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <concepts>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace harness {
 namespace {
@@ -119,7 +124,11 @@ void register_problems(registry& r, const options& o) {
     p.prec = choose(o, precision::f64);
     p.classifier = true;
     p.curve_label = "training loss";
-    p.target = {target_spec::metric::accuracy, 0.95};
+    // A loss target: test accuracy is scale-invariant in the weights, so from x = 0 a single
+    // tiny step along a gradient estimate already gives ~0.95 (the class-mean direction) and an
+    // accuracy target would say nothing about optimisation. The optimum is ~0.0491 (Adan and
+    // gradient descent converge there); 0.055 is within 12 % of it.
+    p.target = {target_spec::metric::objective, 0.055};
     p.steps = budget{20, 3000, 30000};
     p.step_cost_us = 25.0;
     set_factories(p, [dir]<class T>() {
@@ -144,6 +153,25 @@ void register_problems(registry& r, const options& o) {
       auto s = sp::standardized_split(sp::load_digits<T>(dir + "/digits.csv"), 0.2, 0);
       return sp::mlp_classifier<T>(std::move(s.train), std::move(s.test), {.hidden = 32});
     });
+    r.add_problem(std::move(p));
+  }
+  {
+    problem_info p;
+    p.family = "addition";
+    p.name = "addition-policy";
+    p.description = "verifiable reward: emit a + b (2 digits) token by token, linear softmax policy, reward 1 iff exact";
+    p.dimension = sp::addition_policy<float>(2).dimension();
+    p.prec = choose(o, precision::f32);
+    p.policy = true;
+    p.classifier = true;  // reports (greedy) accuracy
+    p.optimum = 0.0;
+    p.curve_label = "1 - expected reward";
+    p.target = {target_spec::metric::accuracy, 0.9};
+    p.steps = budget{5, 300, 1500};
+    p.points = 60;  // an evaluation is exact over all 10^4 prompts (~6e4 softmaxes)
+    p.step_cost_us = 2500.0;
+    p.make_f32 = [] { return std::make_unique<addition_task<float>>(2); };
+    p.make_f64 = [] { return std::make_unique<addition_task<double>>(2); };
     r.add_problem(std::move(p));
   }
 }

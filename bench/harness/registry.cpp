@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+
 namespace harness {
 
 const char* to_string(family f) noexcept {
@@ -43,6 +46,7 @@ std::string target_spec::describe() const {
   switch (what) {
     case metric::objective_gap: return fmt::format("f - f* <= {:g}", value);
     case metric::relative_gap: return fmt::format("f - f* <= {:g} (f0 - f*)", value);
+    case metric::objective: return fmt::format("f <= {:g}", value);
     case metric::accuracy: return fmt::format("test accuracy >= {:g}", value);
     case metric::reward: return fmt::format("reward >= {:g}", value);
   }
@@ -54,6 +58,7 @@ bool target_spec::reached(const eval_point& p, double optimum, double initial_ga
   switch (what) {
     case metric::objective_gap: return gap <= value;
     case metric::relative_gap: return gap <= value * initial_gap;
+    case metric::objective: return p.objective <= value;
     case metric::accuracy: return p.accuracy >= value;
     case metric::reward: return p.reward >= value;
   }
@@ -82,6 +87,35 @@ hyper_map registry::hyper_for(const stepper_info& s, const problem_info& p) {
     }
   }
   return h;
+}
+
+hyper_map registry::hyper_for(const stepper_info& s, const problem_info& p,
+                              const std::vector<std::pair<std::string, double>>& sets) {
+  hyper_map h = hyper_for(s, p);
+  for (const auto& [key, v] : sets) {
+    const auto dot = key.rfind('.');
+    std::string who = key.substr(0, dot);
+    const std::string param = key.substr(dot + 1);
+    std::string where;
+    if (const auto at = who.find('@'); at != std::string::npos) {
+      where = who.substr(at + 1);
+      who = who.substr(0, at);
+    }
+    if (who == s.name && (where.empty() || where == p.name || where == p.family)) h[param] = v;
+  }
+  return h;
+}
+
+std::size_t registry::steps_for(const stepper_info& s, const problem_info& p, mode m, std::size_t steps_option,
+                                const hyper_map& hyper) {
+  if (steps_option != 0) return steps_option;
+  double scale = s.step_scale;
+  if (!s.budget_divisor.empty()) {
+    const auto it = hyper.find(s.budget_divisor);
+    if (it != hyper.end() && it->second >= 1.0) scale /= it->second;
+  }
+  return std::max<std::size_t>(
+      1, static_cast<std::size_t>(std::llround(static_cast<double>(p.steps.in(m)) * scale)));
 }
 
 std::string short_count(std::size_t n) {

@@ -50,7 +50,7 @@ struct pair_summary {
   const stepper_info* s = nullptr;
   std::vector<const run_result*> runs;
   std::size_t ok = 0, reached = 0;
-  stats final_obj, accuracy, steps_to_target, time_to_target, cos, rel_var, ups, peak_delta, peak, wall;
+  stats final_obj, accuracy, reward, steps_to_target, time_to_target, cos, rel_var, ups, peak_delta, peak, wall;
   std::string status;  // "ok", or the first non-ok status and its count
 };
 
@@ -65,7 +65,7 @@ std::vector<pair_summary> summarise(const report_input& in) {
         if (r.problem == p->name && r.stepper == s->name) ps.runs.push_back(&r);
       }
       if (ps.runs.empty()) continue;
-      std::vector<double> fo, acc, stt, ttt, cs, rv, ups, pd, pk, wl;
+      std::vector<double> fo, acc, rw, stt, ttt, cs, rv, ups, pd, pk, wl;
       std::size_t bad = 0;
       std::string bad_status;
       for (const run_result* r : ps.runs) {
@@ -77,6 +77,7 @@ std::vector<pair_summary> summarise(const report_input& in) {
         }
         fo.push_back(r->final_point.objective);
         acc.push_back(r->final_point.accuracy);
+        rw.push_back(r->final_point.reward);
         if (r->reached_target) {
           ++ps.reached;
           stt.push_back(static_cast<double>(r->steps_to_target));
@@ -92,6 +93,7 @@ std::vector<pair_summary> summarise(const report_input& in) {
       ps.status = bad == 0 ? "ok" : fmt::format("{} {}/{}", bad_status, bad, ps.runs.size());
       ps.final_obj = stats_of(fo);
       ps.accuracy = stats_of(acc);
+      ps.reward = stats_of(rw);
       ps.steps_to_target = stats_of(stt);
       ps.time_to_target = stats_of(ttt);
       ps.cos = stats_of(cs);
@@ -376,8 +378,10 @@ std::string svg_plot(const plot_spec& ps) {
   return o;
 }
 
+enum class quantity { objective, accuracy, reward };
+
 // Mean (geometric when logy) and min/max across seeds, point by point.
-series series_for(const pair_summary& ps, const std::string& color, bool logy, bool accuracy) {
+series series_for(const pair_summary& ps, const std::string& color, bool logy, quantity what) {
   series s;
   s.name = ps.s->name;
   s.color = color;
@@ -391,7 +395,9 @@ series series_for(const pair_summary& ps, const std::string& color, bool logy, b
     for (const run_result* r : ps.runs) {
       if (i >= r->curve.size()) continue;
       const curve_point& c = r->curve[i];
-      double v = accuracy ? c.at.accuracy : c.at.objective - off;
+      double v = what == quantity::accuracy ? c.at.accuracy
+                 : what == quantity::reward ? c.at.reward
+                                            : c.at.objective - off;
       if (!std::isfinite(v)) continue;
       step = static_cast<double>(c.step);
       if (logy) v = std::max(v, 1e-300);
@@ -448,10 +454,10 @@ std::string results_json(const report_input& in, const std::vector<pair_summary>
     const problem_info& p = *in.problems[i];
     j += fmt::format(
         "    {{\"name\": {}, \"family\": {}, \"description\": {}, \"dimension\": {}, \"precision\": {}, "
-        "\"has_true_gradient\": {}, \"classifier\": {}, \"optimum\": {}, \"curve\": {}, \"target\": {}, "
-        "\"steps\": {}}}{}\n",
+        "\"has_true_gradient\": {}, \"classifier\": {}, \"reward_task\": {}, \"optimum\": {}, \"curve\": {}, "
+        "\"target\": {}, \"steps\": {}}}{}\n",
         json_str(p.name), json_str(p.family), json_str(p.description), p.dimension, json_str(to_string(p.prec)),
-        p.has_gradient, p.classifier, json_num(p.optimum), json_str(p.curve_label), json_str(p.target.describe()),
+        p.has_gradient, p.classifier, p.policy, json_num(p.optimum), json_str(p.curve_label), json_str(p.target.describe()),
         o.steps ? o.steps : p.steps.in(o.run_mode), i + 1 < in.problems.size() ? "," : "");
   }
   j += "  ],\n  \"steppers\": [\n";
@@ -466,10 +472,10 @@ std::string results_json(const report_input& in, const std::vector<pair_summary>
     const pair_summary& ps = sums[i];
     j += fmt::format(
         "    {{\"problem\": {}, \"stepper\": {}, \"runs\": {}, \"ok\": {}, \"reached_target\": {}, \"final_objective\": {}, "
-        "\"final_test_accuracy\": {}, \"steps_to_target\": {}, \"time_to_target_s\": {}, \"grad_cos_mean\": {}, "
+        "\"final_test_accuracy\": {}, \"final_reward\": {}, \"steps_to_target\": {}, \"time_to_target_s\": {}, \"grad_cos_mean\": {}, "
         "\"grad_rel_var\": {}, \"updates_per_s\": {}, \"peak_rss_delta_mb\": {}, \"peak_rss_mb\": {}, \"wall_s\": {}}}{}\n",
         json_str(ps.p->name), json_str(ps.s->name), ps.runs.size(), ps.ok, ps.reached, stats_json(ps.final_obj),
-        stats_json(ps.accuracy), stats_json(ps.steps_to_target), stats_json(ps.time_to_target), stats_json(ps.cos),
+        stats_json(ps.accuracy), stats_json(ps.reward), stats_json(ps.steps_to_target), stats_json(ps.time_to_target), stats_json(ps.cos),
         stats_json(ps.rel_var), stats_json(ps.ups), stats_json(ps.peak_delta), stats_json(ps.peak), stats_json(ps.wall),
         i + 1 < sums.size() ? "," : "");
   }
@@ -485,7 +491,8 @@ std::string results_json(const report_input& in, const std::vector<pair_summary>
         "     \"status\": {}, \"message\": {}, \"steps_budget\": {}, \"steps_done\": {},\n"
         "     \"initial\": {}, \"final\": {},\n"
         "     \"reached_target\": {}, \"steps_to_target\": {}, \"time_to_target_s\": {},\n"
-        "     \"step_time_s\": {}, \"wall_s\": {}, \"updates_per_s\": {}, \"losses\": {}, \"gradients\": {},\n"
+        "     \"step_time_s\": {}, \"wall_s\": {}, \"updates_per_s\": {}, \"losses\": {}, \"gradients\": {}, "
+        "\"completions\": {},\n"
         "     \"peak_rss_mb\": {}, \"peak_rss_delta_mb\": {}, \"memory_method\": {},\n"
         "     \"grad_quality\": {{\"measured\": {}, \"at\": \"initial point\", \"samples\": {}, \"cos_mean\": {}, "
         "\"cos_of_mean\": {}, \"rel_var\": {}, \"rel_bias\": {}}},\n",
@@ -493,14 +500,15 @@ std::string results_json(const report_input& in, const std::vector<pair_summary>
         json_str(r.status), json_str(r.message), r.steps_budget, r.steps_done, eval_json(r.initial),
         eval_json(r.final_point), r.reached_target,
         r.reached_target ? fmt::format("{}", r.steps_to_target) : std::string("null"), json_num(r.time_to_target_s),
-        json_num(r.step_time_s), json_num(r.wall_s), json_num(r.updates_per_s), r.losses, r.gradients,
+        json_num(r.step_time_s), json_num(r.wall_s), json_num(r.updates_per_s), r.losses, r.gradients, r.completions,
         json_num(r.peak_rss_mb), json_num(r.peak_delta_mb), json_str(r.memory_method), q.measured, q.samples,
         json_num(q.cos_mean), json_num(q.cos_of_mean), json_num(q.rel_var), json_num(q.rel_bias));
     j += fmt::format(
-        "     \"curve\": {{\"step\": {}, \"objective\": {}, \"test_accuracy\": {}, \"time_s\": {}}}}}{}\n",
+        "     \"curve\": {{\"step\": {}, \"objective\": {}, \"test_accuracy\": {}, \"reward\": {}, \"time_s\": {}}}}}{}\n",
         json_array(r.curve, [](const curve_point& c) { return fmt::format("{}", c.step); }),
         json_array(r.curve, [](const curve_point& c) { return json_num(c.at.objective); }),
         json_array(r.curve, [](const curve_point& c) { return json_num(c.at.accuracy); }),
+        json_array(r.curve, [](const curve_point& c) { return json_num(c.at.reward); }),
         json_array(r.curve, [](const curve_point& c) { return json_num(c.time_s); }), i + 1 < in.runs.size() ? "," : "");
   }
   j += "  ]\n}\n";
@@ -512,35 +520,35 @@ std::string results_json(const report_input& in, const std::vector<pair_summary>
 std::string results_csv(const report_input& in) {
   std::string c =
       "problem,stepper,family,seed,precision,dimension,threads,status,steps_budget,steps_done,final_objective,"
-      "final_test_accuracy,final_test_loss,target,reached_target,steps_to_target,time_to_target_s,grad_cos_mean,"
+      "final_test_accuracy,final_test_loss,final_reward,target,reached_target,steps_to_target,time_to_target_s,grad_cos_mean,"
       "grad_cos_of_mean,grad_rel_var,grad_rel_bias,updates_per_s,step_time_s,wall_s,peak_rss_mb,peak_rss_delta_mb,"
-      "losses,gradients\n";
+      "losses,gradients,completions\n";
   for (const run_result& r : in.runs) {
     const problem_info* p = nullptr;
     for (const problem_info* q : in.problems) p = q->name == r.problem ? q : p;
     const stepper_info* s = nullptr;
     for (const stepper_info* q : in.steppers) s = q->name == r.stepper ? q : s;
-    c += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+    c += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                      csv_str(r.problem), csv_str(r.stepper), s ? to_string(s->fam) : "", r.seed, to_string(r.prec),
                      r.dimension, in.threads, r.status, r.steps_budget, r.steps_done, csv_num(r.final_point.objective),
-                     csv_num(r.final_point.accuracy), csv_num(r.final_point.test_loss),
+                     csv_num(r.final_point.accuracy), csv_num(r.final_point.test_loss), csv_num(r.final_point.reward),
                      csv_str(p ? p->target.describe() : ""), r.reached_target ? 1 : 0,
                      r.reached_target ? fmt::format("{}", r.steps_to_target) : std::string(),
                      csv_num(r.time_to_target_s), csv_num(r.quality.cos_mean), csv_num(r.quality.cos_of_mean),
                      csv_num(r.quality.rel_var), csv_num(r.quality.rel_bias), csv_num(r.updates_per_s),
                      csv_num(r.step_time_s), csv_num(r.wall_s), csv_num(r.peak_rss_mb), csv_num(r.peak_delta_mb),
-                     r.losses, r.gradients);
+                     r.losses, r.gradients, r.completions);
   }
   return c;
 }
 
 // Deterministic numbers only (no times): identical for any thread count.
 std::string curves_csv(const report_input& in) {
-  std::string c = "problem,stepper,seed,step,objective,test_accuracy\n";
+  std::string c = "problem,stepper,seed,step,objective,test_accuracy,reward\n";
   for (const run_result& r : in.runs) {
     for (const curve_point& p : r.curve) {
-      c += fmt::format("{},{},{},{},{},{}\n", csv_str(r.problem), csv_str(r.stepper), r.seed, p.step,
-                       csv_num(p.at.objective), csv_num(p.at.accuracy));
+      c += fmt::format("{},{},{},{},{},{},{}\n", csv_str(r.problem), csv_str(r.stepper), r.seed, p.step,
+                       csv_num(p.at.objective), csv_num(p.at.accuracy), csv_num(p.at.reward));
     }
   }
   return c;
@@ -593,9 +601,15 @@ std::string format_table(const report_input& in) {
       json_array(in.seeds, [](std::uint64_t s) { return fmt::format("{}", s); }), in.threads,
       in.threads == 1 ? "" : "s", stochgrad::simd::arch_name(), in.grad_samples);
   table t;
+  bool rewards = false;
+  for (const problem_info* p : in.problems) rewards = rewards || p->policy;
   t.header = {"problem", "stepper", "steps", "final f", "test acc", "steps>target", "time>target",
               "cos(g^,g)", "rel.var", "upd/s", "peak+MB", "run time", "status"};
   t.left = {true, true, false, false, false, false, false, false, false, false, false, false, true};
+  if (rewards) {  // a column for the reward tasks, after "test acc"
+    t.header.insert(t.header.begin() + 5, "reward");
+    t.left.insert(t.left.begin() + 5, false);
+  }
   for (const pair_summary& ps : sums) {
     const std::size_t n = ps.runs.size();
     std::string stt = dash, ttt = dash;
@@ -613,6 +627,7 @@ std::string format_table(const report_input& in) {
                       num(ps.accuracy.mean, "{:.3f}"), stt, ttt, num(ps.cos.mean, "{:.3f}"),
                       num(ps.rel_var.mean, "{:.3g}"), rate_str(ps.ups.median), num(ps.peak_delta.max, "{:.1f}"),
                       time_str(ps.wall.mean), ps.status});
+    if (rewards) t.rows.back().insert(t.rows.back().begin() + 5, num(ps.reward.mean, "{:.3f}"));
   }
   out += t.render();
   out += "\ntargets:";
@@ -620,6 +635,9 @@ std::string format_table(const report_input& in) {
   out.pop_back();
   out += "\ncolumns: means over seeds (steps/time to target: median of the seeds that reached it, (k/n) if not "
          "all did);\n"
+         "  test acc: test accuracy (classifiers), exact greedy accuracy over all prompts (reward tasks); reward: exact "
+         "expected reward\n"
+         "  of the sampling policy (reward tasks; final f = 1 - reward);\n"
          "  cos(g^,g), rel.var: cosine with the true gradient and trace(Cov)/|g|^2 of the stepper's gradient "
          "estimate;\n"
          "  upd/s: parameter updates per second (dimension x steps / time in step); peak+MB: peak resident memory "
@@ -651,20 +669,25 @@ std::vector<std::string> write_reports(const report_input& in, const std::string
     ps.logy = true;
     plot_spec acc = ps;
     acc.logy = false;
-    acc.ylabel = "test accuracy";
+    acc.ylabel = p->policy ? "greedy accuracy (all prompts)" : "test accuracy";
+    plot_spec rew = ps;
+    rew.logy = false;
+    rew.ylabel = "expected reward";
     double initial_gap = nan;
     for (const pair_summary& s : sums) {
       if (s.p != p) continue;
       if (std::isnan(initial_gap) && !s.runs.empty()) initial_gap = s.runs.front()->initial_gap;
-      ps.lines.push_back(series_for(s, color[s.s->name], true, false));
-      if (p->classifier) acc.lines.push_back(series_for(s, color[s.s->name], false, true));
+      ps.lines.push_back(series_for(s, color[s.s->name], true, quantity::objective));
+      if (p->classifier) acc.lines.push_back(series_for(s, color[s.s->name], false, quantity::accuracy));
+      if (p->policy) rew.lines.push_back(series_for(s, color[s.s->name], false, quantity::reward));
     }
     if (ps.lines.empty()) continue;
     switch (p->target.what) {
       case target_spec::metric::objective_gap: ps.target = p->target.value; break;
       case target_spec::metric::relative_gap: ps.target = p->target.value * initial_gap; break;
+      case target_spec::metric::objective: ps.target = p->target.value; break;
       case target_spec::metric::accuracy: acc.target = p->target.value; break;
-      case target_spec::metric::reward: break;
+      case target_spec::metric::reward: rew.target = p->target.value; break;
     }
     if (in.seeds.size() > 1) ps.notes = {fmt::format("{} seeds: line = geometric", in.seeds.size()), "mean, band = min to max"};
     const std::string name = "plot-" + file_safe(p->name) + ".svg";
@@ -675,6 +698,12 @@ std::vector<std::string> write_reports(const report_input& in, const std::string
       if (in.seeds.size() > 1) acc.notes = {fmt::format("{} seeds: line = mean,", in.seeds.size()), "band = min to max"};
       write_file(dir / an, svg_plot(acc), written);
       html += fmt::format("<img src=\"{}\" alt=\"{} accuracy\">\n", an, xml(p->name));
+    }
+    if (p->policy) {
+      const std::string rn = "plot-" + file_safe(p->name) + "-reward.svg";
+      if (in.seeds.size() > 1) rew.notes = {fmt::format("{} seeds: line = mean,", in.seeds.size()), "band = min to max"};
+      write_file(dir / rn, svg_plot(rew), written);
+      html += fmt::format("<img src=\"{}\" alt=\"{} reward\">\n", rn, xml(p->name));
     }
   }
   html += "</body></html>\n";

@@ -149,7 +149,8 @@ void execute_t(const problem_info& p, problem<T>& prob, const stepper_info& s, c
   const double off = std::isnan(p.optimum) ? 0.0 : p.optimum;
   r.initial_gap = r.initial.objective - off;
   const std::size_t steps = rs.steps;
-  const std::size_t every = std::max<std::size_t>(1, steps / points_for(o.run_mode));
+  const std::size_t points = p.points != 0 && o.run_mode != mode::smoke ? p.points : points_for(o.run_mode);
+  const std::size_t every = std::max<std::size_t>(1, steps / points);
 
   memory_probe mem;
   mem.start();
@@ -157,6 +158,7 @@ void execute_t(const problem_info& p, problem<T>& prob, const stepper_info& s, c
     std::vector<T> x(x0);
     auto drv = make_driver<T>(s, rs);
     oracle<T> orc(prob, s.fam, ex);
+    drv->prepare(std::span<T>(x), orc);
     r.curve.push_back({0, r.initial, 0.0});
     r.final_point = r.initial;
     if (p.target.reached(r.initial, p.optimum, r.initial_gap)) {
@@ -191,6 +193,7 @@ void execute_t(const problem_info& p, problem<T>& prob, const stepper_info& s, c
     }
     r.losses = orc.losses();
     r.gradients = orc.gradients();
+    r.completions = orc.completions();
   }
   mem.stop(r);
   if (r.step_time_s > 0.0) {
@@ -220,19 +223,7 @@ run_result execute(const problem_info& p, problem_instance& inst, const stepper_
   rs.dimension = p.dimension;
   rs.steps = steps;
   rs.ex = ex;
-  rs.hyper = registry::hyper_for(s, p);
-  // --set stepper.param=v and stepper@problem.param=v (problem: instance name or family).
-  for (const auto& [key, v] : o.sets) {
-    const auto dot = key.rfind('.');
-    std::string who = key.substr(0, dot);
-    const std::string param = key.substr(dot + 1);
-    std::string where;
-    if (const auto at = who.find('@'); at != std::string::npos) {
-      where = who.substr(at + 1);
-      who = who.substr(0, at);
-    }
-    if (who == s.name && (where.empty() || where == p.name || where == p.family)) rs.hyper[param] = v;
-  }
+  rs.hyper = registry::hyper_for(s, p, o.sets);
   r.hyper = rs.hyper;
   try {
     if (inst.f32) {
