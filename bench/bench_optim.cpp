@@ -14,7 +14,7 @@
 // bytes_per_second (bytes read + written per element, as listed), items_per_second, ns/elem
 // (printed with an SI prefix: "1.02n" = 1.02 ns). STOCHGRAD_BENCH_MAX_N caps N.
 //
-// Arrays are shared by all benchmarks (six float arrays of the largest N: 2.4 GB at 1e8) and the
+// Arrays are shared by all benchmarks (seven float arrays of the largest N: 2.8 GB at 1e8) and the
 // optimizer states are assembled from them (a state is a plain aggregate), so no benchmark
 // allocates its own copy.
 #include <stochgrad/bits/kernels/elementwise.hpp>
@@ -43,20 +43,26 @@ namespace {
 // Shared arrays: x (parameters), g (gradient), and four state arrays.
 
 struct arrays {
-  std::vector<float> x, g, a, b, c, d;
+  std::vector<float> x, g, g2, a, b, c, d;
+  // The gradient of iteration k: g and g2 alternate, so that gradient differences are not 0 (with a
+  // constant gradient Adan's v decays geometrically into denormals and the step becomes a
+  // denormal-arithmetic benchmark).
+  const std::vector<float>& grad(std::uint64_t k) const { return (k & 1) ? g2 : g; }
 };
 
 // Sizes every array to n (no reallocation once the largest n was seen) and resets the contents:
-// x = 1, g = 0.1 z (Gaussian), state arrays 0.
+// x = 1, g and g2 = 0.1 z (two Gaussian vectors), state arrays 0.
 arrays& arrays_for(std::size_t n) {
   static arrays A;
-  for (auto* v : {&A.x, &A.g, &A.a, &A.b, &A.c, &A.d}) {
+  for (auto* v : {&A.x, &A.g, &A.g2, &A.a, &A.b, &A.c, &A.d}) {
     v->resize(n);
     std::fill(v->begin(), v->end(), 0.0f);
   }
   std::fill(A.x.begin(), A.x.end(), 1.0f);
   sg::generate<sg::gaussian>(std::span<float>(A.g), sg::noise_key{42, 0, 0});
   sg::scale(std::span<float>(A.g), 0.1f);
+  sg::generate<sg::gaussian>(std::span<float>(A.g2), sg::noise_key{43, 0, 0});
+  sg::scale(std::span<float>(A.g2), 0.1f);
   return A;
 }
 
@@ -125,11 +131,11 @@ void BM_adam_fused(benchmark::State& st) {
   s.scratch.resize(1);
   lend(A.a, s.exp_avg);
   lend(A.b, s.exp_avg_sq);
-  const sg::dense_gradient<float> g{std::span<const float>(A.g)};
+  const sg::dense_gradient<float> g1{std::span<const float>(A.g)}, g2{std::span<const float>(A.g2)};
   sg::step_context ctx;
   ctx.ex = exec_for(st.range(1));
   for (auto _ : st) {
-    o.update(p, s, g, ctx);
+    o.update(p, s, (ctx.step & 1) ? g2 : g1, ctx);
     ++ctx.step;
     benchmark::ClobberMemory();
   }
@@ -150,14 +156,14 @@ void run_adan(benchmark::State& st, arrays& A, std::size_t n, double bytes, bool
   lend(A.d, s.prev_grad);
   sg::step_context ctx;
   ctx.ex = exec_for(st.range(1));
-  const sg::dense_gradient<float> dense{std::span<const float>(A.g)};
+  const sg::dense_gradient<float> g1{std::span<const float>(A.g)}, g2{std::span<const float>(A.g2)};
   for (auto _ : st) {
     if (lazy) {
       // MeZO: the projected gradient times the step's direction z(seed), never stored.
       const sg::noise_gradient<sg::gaussian, sg::default_generator, float> z(ctx.step + 1, 0, 0.05);
       o.update(p, s, z, ctx);
     } else {
-      o.update(p, s, dense, ctx);
+      o.update(p, s, (ctx.step & 1) ? g2 : g1, ctx);
     }
     ++ctx.step;
     benchmark::ClobberMemory();
@@ -188,11 +194,11 @@ void BM_sgd_momentum_fused(benchmark::State& st) {
   s.steps = {0};
   s.scratch.resize(1);
   lend(A.a, s.momentum_buffer);
-  const sg::dense_gradient<float> g{std::span<const float>(A.g)};
+  const sg::dense_gradient<float> g1{std::span<const float>(A.g)}, g2{std::span<const float>(A.g2)};
   sg::step_context ctx;
   ctx.ex = exec_for(st.range(1));
   for (auto _ : st) {
-    o.update(p, s, g, ctx);
+    o.update(p, s, (ctx.step & 1) ? g2 : g1, ctx);
     ++ctx.step;
     benchmark::ClobberMemory();
   }
@@ -218,10 +224,10 @@ void BM_adam_scalar(benchmark::State& st) {
   const auto n = static_cast<std::size_t>(st.range(0));
   arrays& A = arrays_for(n);
   float *x = A.x.data(), *m = A.a.data(), *v = A.b.data();
-  const float* g = A.g.data();
   adam_coeffs c;
   std::uint64_t t = 0;
   for (auto _ : st) {
+    const float* g = A.grad(t).data();
     c.at(t++);
     for (std::size_t i = 0; i < n; ++i) {
       m[i] = c.b1 * m[i] + (1 - c.b1) * g[i];
@@ -238,10 +244,10 @@ void BM_adam_eigen(benchmark::State& st) {
   arrays& A = arrays_for(n);
   const auto ni = static_cast<Eigen::Index>(n);
   Eigen::Map<Eigen::ArrayXf> x(A.x.data(), ni), m(A.a.data(), ni), v(A.b.data(), ni);
-  Eigen::Map<const Eigen::ArrayXf> g(A.g.data(), ni);
   adam_coeffs c;
   std::uint64_t t = 0;
   for (auto _ : st) {
+    Eigen::Map<const Eigen::ArrayXf> g(A.grad(t).data(), ni);
     c.at(t++);
     m = c.b1 * m + (1 - c.b1) * g;
     v = c.b2 * v + (1 - c.b2) * g.square();
@@ -267,10 +273,10 @@ void BM_adan_scalar(benchmark::State& st) {
   const auto n = static_cast<std::size_t>(st.range(0));
   arrays& A = arrays_for(n);
   float *x = A.x.data(), *m = A.a.data(), *v = A.b.data(), *nn = A.c.data(), *gp = A.d.data();
-  const float* g = A.g.data();
   adan_coeffs c;
   std::uint64_t t = 0;
   for (auto _ : st) {
+    const float* g = A.grad(t).data();
     c.at(t++);
     for (std::size_t i = 0; i < n; ++i) {
       const float d = g[i] - gp[i];
@@ -293,10 +299,10 @@ void BM_adan_eigen(benchmark::State& st) {
   const auto ni = static_cast<Eigen::Index>(n);
   Eigen::Map<Eigen::ArrayXf> x(A.x.data(), ni), m(A.a.data(), ni), v(A.b.data(), ni), nn(A.c.data(), ni),
       gp(A.d.data(), ni);
-  Eigen::Map<const Eigen::ArrayXf> g(A.g.data(), ni);
   adan_coeffs c;
   std::uint64_t t = 0;
   for (auto _ : st) {
+    Eigen::Map<const Eigen::ArrayXf> g(A.grad(t).data(), ni);
     c.at(t++);
     m = c.b1 * m + (1 - c.b1) * g;
     v = c.b2 * v + (1 - c.b2) * (g - gp);
