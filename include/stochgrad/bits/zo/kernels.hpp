@@ -82,10 +82,14 @@ STOCHGRAD_ALWAYS_INLINE void perturb_range(T* STOCHGRAD_RESTRICT x, std::size_t 
                                            const T (&scale)[N]) noexcept {
   using B = xsimd::batch<T>;
   constexpr std::size_t C = simd::chunk, NB = simd::chunk_batches<T>, W = B::size;
+  constexpr std::size_t ahead = stochgrad::detail::prefetch_bytes / sizeof(T), line = 64 / sizeof(T);
   B s[N];
   for (std::size_t k = 0; k < N; ++k) s[k] = B(scale[k]);
   std::size_t i = b;
   for (; i + C <= e; i += C) {
+    if (i + ahead + C <= e) {
+      for (std::size_t l = 0; l < C; l += line) stochgrad::detail::prefetch_for_write(x + i + ahead + l);
+    }
     B th[NB], v[NB], mk[NB];
     for (std::size_t r = 0; r < NB; ++r) th[r] = B::load_unaligned(x + i + r * W);
     if constexpr (Masked) lane_masks<T>(mask.chunk_bits(t, i), mk);
@@ -231,6 +235,7 @@ class direction_source {
     using B = xsimd::batch<T>;
     constexpr std::size_t NB = simd::chunk_batches<T>;
     B v[NB], mk[NB];
+    prefetch(t, i);
     if constexpr (Masked) detail::lane_masks<T>(mask_.chunk_bits(t, i), mk);
     const std::uint32_t stream = p_->stream(t);
     if (terms_.size() == 1) {
@@ -322,6 +327,16 @@ class direction_source {
     std::uint32_t draw = 0;
     T scale = T(0);
   };
+  // Prefetches the parameters 4 KiB ahead of the chunk (the update pass regenerates noise for long
+  // enough per cache line that the hardware prefetchers alone leave it partly latency bound).
+  STOCHGRAD_ALWAYS_INLINE void prefetch(std::size_t t, std::size_t i) const noexcept {
+    constexpr std::size_t ahead = stochgrad::detail::prefetch_bytes / sizeof(T), line = 64 / sizeof(T);
+    const std::span<T> x = p_->tensor(t);
+    if (i + ahead + simd::chunk <= x.size()) {
+      for (std::size_t l = 0; l < simd::chunk; l += line) stochgrad::detail::prefetch_for_write(x.data() + i + ahead + l);
+    }
+  }
+
   // The gradient direction of a perturbation register: v, or 1/v (inverse form); 0 where masked out.
   STOCHGRAD_ALWAYS_INLINE static xsimd::batch<T> grad_dir(const xsimd::batch<T>& v, const xsimd::batch<T>& mk) noexcept {
     xsimd::batch<T> d = v;

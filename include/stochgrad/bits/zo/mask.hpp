@@ -68,16 +68,17 @@ inline mag_bits_t<T> magnitude_bits(T x) noexcept {
 }
 
 /// Magnitude bit pattern of the k-th smallest |x| (1 <= k <= x.size()), exact, by radix selection
-/// from the most significant digit: float 16 + 15 bits, double 15 + 16 + 16 + 16 bits.
-/// `hist` has 2^16 entries (scratch).
+/// from the most significant digit. Digits are 16 bits for large tensors (float: 15 + 16 bits,
+/// two read passes; double: 15 + 3 x 16) and 8 bits below 2^14 entries (so that clearing and
+/// scanning the histogram never dominates a small tensor). `hist` has 2^16 entries (scratch).
 template <real_scalar T>
 mag_bits_t<T> kth_smallest_magnitude_bits(std::span<const T> x, std::size_t k, std::span<std::uint32_t> hist) {
   using U = mag_bits_t<T>;
   constexpr int total = 8 * sizeof(T) - 1;
-  constexpr int first = total % 16 == 0 ? 16 : total % 16;
+  const int digit = x.size() >= (std::size_t{1} << 14) ? 16 : 8;
   U prefix = 0;
   int shift = total;
-  int width = first;
+  int width = total % digit == 0 ? digit : total % digit;
   while (shift > 0) {
     shift -= width;
     const U digit_mask = static_cast<U>((U{1} << width) - 1);
@@ -91,7 +92,7 @@ mag_bits_t<T> kth_smallest_magnitude_bits(std::span<const T> x, std::size_t k, s
     while (below + hist[bin] < k) below += hist[bin++];
     k -= below;
     prefix = static_cast<U>((prefix << width) | static_cast<U>(bin));
-    width = 16;
+    width = digit;
   }
   return prefix;
 }
