@@ -158,6 +158,7 @@ struct bnpo_options {
 /// with one sample gets `b = r` (advantage 0) by default, `b = min_value` (p_i = 0) with
 /// `reference_compatible`. @throws invalid_argument for a reward outside [min_value, max_value].
 struct bnpo_mean {
+  static constexpr const char* name = "bnpo_mean";  ///< identifies the policy in saved state
   bnpo_options options;  ///< range and compatibility mode (use the same as the normalizer's)
 
   template <real_scalar T>
@@ -182,6 +183,7 @@ struct bnpo_mean {
 /// options. Keeps the fit of the last call (`last_fit()`) and per-prompt scratch that grows only.
 class beta_normalizer {
  public:
+  static constexpr const char* name = "beta_normalizer";  ///< identifies the policy in saved state
   /// Default options (rewards in [0, 1]). Not explicit, so that a stepper can default-construct
   /// its normalizer (`Normalizer norm = {}`).
   beta_normalizer() : beta_normalizer(bnpo_options{}) {}

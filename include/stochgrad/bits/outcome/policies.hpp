@@ -190,6 +190,7 @@ inline void require_nonnegative_eps(const char* what, double eps) {
 
 /// No baseline: `b_n = 0` (REINFORCE without a baseline; zeroth-order one-point estimates).
 struct no_baseline {
+  static constexpr const char* name = "no_baseline";  ///< identifies the policy in saved state
   /// Writes zeros. @throws size_mismatch / invalid_argument on bad sizes.
   template <real_scalar T>
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
@@ -205,6 +206,7 @@ struct no_baseline {
 /// 0); with `verl_singletons` the baseline is 0 (verl's `compute_grpo_outcome_advantage` uses mean
 /// 0 and std 1 for a group of one, algorithms.md §0.5.1). A group with no valid outcome gets NaN.
 struct group_mean {
+  static constexpr const char* name = "group_mean";  ///< identifies the policy in saved state
   bool verl_singletons = false;  ///< verl: mean 0 for a group of one sample
 
   /// TRL semantics (the default).
@@ -231,6 +233,7 @@ struct group_mean {
 /// with `G_i` the number of valid outcomes of the group. A group with a single valid outcome gives
 /// 0/0 = NaN (advantage 0); NaN outcomes get NaN. Without NaN, `r_n - b_n = G/(G-1) (r_n - mean)`.
 struct leave_one_out {
+  static constexpr const char* name = "leave_one_out";  ///< identifies the policy in saved state
   template <real_scalar T>
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
     detail::check_outcome_sizes("leave_one_out", r.size(), out.size(), g);
@@ -259,6 +262,7 @@ struct leave_one_out {
 
 /// No normalizer: `A_n = r_n - b_n` (Dr. GRPO's advantage with the group mean; RLOO).
 struct no_normalizer {
+  static constexpr const char* name = "no_normalizer";  ///< identifies the policy in saved state
   template <real_scalar T>
   void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
     detail::check_outcome_sizes("no_normalizer", r.size(), adv.size(), g);
@@ -278,6 +282,7 @@ struct no_normalizer {
 /// of two or more samples with fewer than two valid outcomes has an undefined std: NaN (advantage
 /// 0 after `advantages()`), as TRL's `nanstd` gives.
 struct group_std {
+  static constexpr const char* name = "group_std";  ///< identifies the policy in saved state
   double eps = 1e-4;             ///< added to the std; >= 0
   bool verl_singletons = false;  ///< verl: std 1 for a group of one sample
 
@@ -310,6 +315,7 @@ struct group_std {
 /// of all outcomes of the batch (TRL `scale_rewards="batch"`; the baseline stays the group mean).
 /// A batch of one sample uses s = 0; fewer than two valid outcomes otherwise gives NaN.
 struct batch_std {
+  static constexpr const char* name = "batch_std";  ///< identifies the policy in saved state
   double eps = 1e-4;  ///< added to the std; >= 0
 
   template <real_scalar T>
@@ -329,6 +335,7 @@ struct batch_std {
 /// final step of GDPO): `d_n = r_n - b_n`, `A_n = (d_n - nanmean(d)) / (nanstd_u(d) + eps)` over
 /// the whole batch.
 struct batch_whiten {
+  static constexpr const char* name = "batch_whiten";  ///< identifies the policy in saved state
   double eps = 1e-4;  ///< added to the std; >= 0
 
   template <real_scalar T>

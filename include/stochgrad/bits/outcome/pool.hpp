@@ -49,6 +49,7 @@ inline double pool_mean_of(const pool_counts& c) noexcept {
 
 /// Baseline `b_n = mu_u` of n's prompt pool (0 when the pool has at most one sample).
 struct pool_mean {
+  static constexpr const char* name = "pool_mean";  ///< identifies the policy in saved state
   std::span<const pool_counts> pool;  ///< one entry per group (dense group order of the layout)
 
   template <real_scalar T>
@@ -66,6 +67,7 @@ struct pool_mean {
 /// 1 when the pool has at most one sample). With `normalize = false`, `A_n = r_n - b_n` (the
 /// Reinforce-Ada training script's setting, `norm_adv_by_std_in_grpo=False`).
 struct pool_std {
+  static constexpr const char* name = "pool_std";  ///< identifies the policy in saved state
   std::span<const pool_counts> pool;  ///< one entry per group (dense group order of the layout)
   double eps = 1e-6;                  ///< added to the std; >= 0
   double floor = 1e-6;                ///< lower bound of the std; >= 0

@@ -62,6 +62,16 @@ consteval bool check_composition() {
   }
 }
 
+// A policy's `name`, or "custom" for policies that do not declare one.
+template <class P>
+constexpr const char* policy_name() {
+  if constexpr (requires { { P::name } -> std::convertible_to<const char*>; }) {
+    return P::name;
+  } else {
+    return "custom";
+  }
+}
+
 template <class T>
 constexpr const char* scalar_name() {
   return std::is_same_v<T, float> ? "float32" : "float64";
@@ -160,9 +170,11 @@ class stepper {
   /// Changes where kernels run (results do not depend on it).
   void set_executor(executor ex) noexcept { ex_ = ex; }
 
-  /// Identifies the composition in saved state, e.g. "first_order/none/none/adan/float32".
+  /// Identifies the composition in saved state, e.g.
+  /// "first_order/no_baseline/no_normalizer/adan/float32".
   static std::string kind() {
-    return std::string(Estimator::name) + "/" + Optimizer::name + "/" + detail::scalar_name<T>();
+    return std::string(Estimator::name) + "/" + detail::policy_name<Baseline>() + "/" +
+           detail::policy_name<Normalizer>() + "/" + Optimizer::name + "/" + detail::scalar_name<T>();
   }
 
   /// Writes the step counter, the estimator state and the optimizer state (format: serialize.hpp).
