@@ -7,7 +7,8 @@ in-place-scale reference, then times, in this process and at the same N and thre
   - torch.optim.Adam(foreach=True), and
   - a foreach Adan written from algorithms.md section 9.3 (torch._foreach_* ops; timm/sail-sg
     semantics: betas (0.98, 0.92, 0.99), eps outside the root, proximal weight decay),
-all in float32 on CPU, and prints ns/element and the ratios (PERFORMANCE.md goals 4, 5, 7).
+all in float32 on CPU, and prints ns/element and the ratios (PERFORMANCE.md goals 4, 5, 7), from wall
+time and (1 thread) from CPU time.
 
 Usage:  /usr/bin/python3 bench/torch_compare_optim.py [--bench build/<dir>/bench/bench_optim]
         [--sizes 1e7,1e8] [--threads 1,2] [--repetitions 3]
@@ -50,26 +51,31 @@ def run_ours(bench, sizes, threads, reps):
         base, n, t = b["run_name"].split("/")[:3]
         key = (base, int(n), int(t))
         ns = b["real_time"] * scale[b["time_unit"]] / int(n)
-        res[key] = min(res.get(key, math.inf), ns)
+        cpu = b["cpu_time"] * scale[b["time_unit"]] / int(n)
+        old = res.get(key, (math.inf, math.inf))
+        res[key] = (min(old[0], ns), min(old[1], cpu))
     return res
 
 
 def time_min(fn, reps, warmup=1):
+    """Minimum wall time and minimum process CPU time of fn() over reps calls."""
     for _ in range(warmup):
         fn()
-    best = math.inf
+    best, best_cpu = math.inf, math.inf
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         best = min(best, time.perf_counter() - t0)
-    return best
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return best, best_cpu
 
 
 def torch_adam(n, reps):
     p = torch.ones(n, dtype=torch.float32, requires_grad=True)
     p.grad = torch.randn(n, dtype=torch.float32) * 0.1
     opt = torch.optim.Adam([p], lr=1e-4, foreach=True)
-    return time_min(opt.step, reps) * 1e9 / n
+    wall, cpu = time_min(opt.step, reps)
+    return wall * 1e9 / n, cpu * 1e9 / n
 
 
 class ForeachAdan:
@@ -120,7 +126,8 @@ def torch_adan(n, reps):
     p = torch.ones(n, dtype=torch.float32, requires_grad=True)
     p.grad = torch.randn(n, dtype=torch.float32) * 0.1
     opt = ForeachAdan([p])
-    return time_min(opt.step, reps) * 1e9 / n
+    wall, cpu = time_min(opt.step, reps)
+    return wall * 1e9 / n, cpu * 1e9 / n
 
 
 def check_adan_reference():
@@ -150,31 +157,42 @@ def main():
 
     print(f"torch {torch.__version__}, bench {bench}, float32, min of {a.repetitions} repetitions")
     ours = run_ours(bench, sizes, threads, a.repetitions)
-    rows = []
+    rows, cpu_rows = [], []
+    nan2 = (math.nan, math.nan)
     for n in sizes:
         for t in threads:
             torch.set_num_threads(t)
-            ta = torch_adam(n, a.repetitions)
-            td = torch_adan(n, a.repetitions)
-            g = lambda name: ours.get((name, n, t), math.nan)  # noqa: E731
-            rows.append((n, t, g("BM_ref_inplace_scale"), g("BM_adam_fused"), g("BM_adamw_fused"), ta,
-                         g("BM_adan_fused"), td, g("BM_adan_lazy_mezo"), g("BM_regen_gaussian")))
+            ta, ta_cpu = torch_adam(n, a.repetitions)
+            td, td_cpu = torch_adan(n, a.repetitions)
+            g = lambda name: ours.get((name, n, t), nan2)  # noqa: E731
+            rows.append((n, t, g("BM_ref_inplace_scale")[0], g("BM_adam_fused")[0], g("BM_adamw_fused")[0], ta,
+                         g("BM_adan_fused")[0], td, g("BM_adan_lazy_mezo")[0], g("BM_regen_gaussian")[0]))
+            if t == 1:
+                cpu_rows.append((n, t, g("BM_ref_inplace_scale")[1], g("BM_adam_fused")[1], g("BM_adamw_fused")[1],
+                                 ta_cpu, g("BM_adan_fused")[1], td_cpu, g("BM_adan_lazy_mezo")[1],
+                                 g("BM_regen_gaussian")[1]))
 
-    print("\nns/element (lower is better); ratios > 1 mean stochgrad is faster")
     hdr = (f"{'N':>10} {'thr':>3} | {'inplace':>7} | {'Adam':>6} {'AdamW':>6} {'torch':>6} {'x':>5} {'bw%':>4} |"
            f" {'Adan':>6} {'torch':>6} {'x':>5} {'bw%':>4} | {'lazy':>6} {'/dense':>6} {'/(d+z)':>6}")
-    print(hdr)
-    print("-" * len(hdr))
-    for n, t, ip, ad, adw, ta, an, td, lz, rg in rows:
-        print(f"{n:>10.0e} {t:>3} | {ip:7.3f} | {ad:6.3f} {adw:6.3f} {ta:6.2f} {ta / ad:5.2f} {100 * (28 / ad) / (8 / ip):4.0f} |"
-              f" {an:6.3f} {td:6.2f} {td / an:5.2f} {100 * (44 / an) / (8 / ip):4.0f} |"
-              f" {lz:6.3f} {lz / an:6.2f} {lz / (an + rg):6.2f}")
+
+    def table(title, rs):
+        print(title)
+        print(hdr)
+        print("-" * len(hdr))
+        for n, t, ip, ad, adw, ta, an, td, lz, rg in rs:
+            print(f"{n:>10.0e} {t:>3} | {ip:7.3f} | {ad:6.3f} {adw:6.3f} {ta:6.2f} {ta / ad:5.2f} {100 * (28 / ad) / (8 / ip):4.0f} |"
+                  f" {an:6.3f} {td:6.2f} {td / an:5.2f} {100 * (44 / an) / (8 / ip):4.0f} |"
+                  f" {lz:6.3f} {lz / an:6.2f} {lz / (an + rg):6.2f}")
+
+    print(f"load average at the end: {open('/proc/loadavg').read().split()[:3]}")
+    table("\nwall-clock ns/element (lower is better); ratios > 1 mean stochgrad is faster", rows)
+    table("\nCPU-time ns/element, 1 thread (time actually on a core: the better proxy on a shared, loaded machine)",
+          cpu_rows)
     print("\ncolumns: inplace = `a *= s` reference (8 B/elem); Adam/AdamW = fused stochgrad step (28 B/elem);"
           "\n  torch = torch.optim.Adam(foreach=True) resp. foreach Adan (algorithms.md 9.3); x = torch / stochgrad;"
           "\n  bw% = bandwidth of the fused step as % of in-place bandwidth (goal >= 80);"
           "\n  Adan = fused stochgrad step (44 B/elem); lazy = Adan fed a MeZO direction regenerated in registers;"
           "\n  /dense = lazy / dense Adan (goal <= 1.2); /(d+z) = lazy / (dense Adan + one Gaussian regeneration pass).")
-
 
 if __name__ == "__main__":
     main()
