@@ -235,7 +235,7 @@ endforeach()
 # SVG: a complete document with axes labels, a legend entry and a curve per stepper.
 file(READ "${d}/plot-rosenbrock-2.svg" svg)
 foreach(needle "<svg xmlns=\"http://www.w3.org/2000/svg\"" "</svg>" "<polyline" "f(x) - f* (log scale)" ">step<"
-        ">ref-gd<" ">ref-zo-sgd<" ">adan<" ">mezo+adan<" ">es<" ">sparse-mezo<")
+        ">ref-gd<" ">ref-zo-sgd<" ">adan<" ">mezo+adan<" ">es (step x" ">sparse-mezo<")
   string(FIND "${svg}" "${needle}" at)
   if(at EQUAL -1)
     fail("plot-rosenbrock-2.svg lacks '${needle}'")

@@ -67,6 +67,9 @@ class problem {
   /// Exact gradient (only when has_gradient()).
   virtual double loss_and_gradient(std::span<const T> x, std::span<T> g, const stochgrad::executor& ex) = 0;
   virtual eval_point evaluate(std::span<const T> x, const stochgrad::executor& ex) = 0;
+  /// Where gradient estimates are scored (problem_info::quality_at): writes the point and returns
+  /// true, or returns false for the initial point.
+  virtual bool quality_point(std::span<T> /*x*/) const { return false; }
 };
 
 /// A generation batch of a reward task: P prompts x G sampled completions of `length()` tokens,
@@ -220,6 +223,7 @@ struct budget {
 struct target_spec {
   enum class metric { objective_gap, relative_gap, objective, accuracy, reward } what = metric::objective_gap;
   double value = 0.0;  ///< threshold: gap <= value, relative gap <= value, f <= value, accuracy/reward >= value
+  std::string accuracy_name = "test accuracy";  ///< what `accuracy` is, for the description
   std::string describe() const;
   bool reached(const eval_point& p, double optimum, double initial_gap) const;
 };
@@ -237,6 +241,7 @@ struct problem_info {
   double optimum = nan;                         ///< known minimum of the objective (NaN: unknown)
   std::string curve_label = "objective";        ///< y label of the convergence plot
   std::size_t points = 0;                       ///< recorded points per run (0: the mode's default)
+  std::string quality_at = "initial point";     ///< where gradient estimates are scored (problem::quality_point)
   target_spec target;
   budget steps;
   double step_cost_us = 1.0;                    ///< rough time of one step (progress-bar ETA only)
@@ -322,12 +327,14 @@ struct curve_point {
   double time_s = 0.0;  ///< cumulative stepping time when recorded
 };
 
-/// Gradient-estimate quality at the initial point over K estimates g_k of the true gradient g:
+/// Gradient-estimate quality at problem_info::quality_at (the initial point unless the problem
+/// says otherwise) over K estimates g_k of the true gradient g:
 /// cos_mean = mean_k cos(g_k, g); cos_of_mean = cos(mean_k g_k, g);
 /// rel_var = sum_k |g_k - mean|^2 / ((K - 1) |g|^2) (trace of the covariance over |g|^2);
 /// rel_bias = |mean - g| / |g|.
 struct grad_quality {
   bool measured = false;
+  std::string at;  ///< where (problem_info::quality_at)
   std::size_t samples = 0;
   double cos_mean = nan, cos_of_mean = nan, rel_var = nan, rel_bias = nan;
 };

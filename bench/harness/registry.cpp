@@ -47,7 +47,7 @@ std::string target_spec::describe() const {
     case metric::objective_gap: return fmt::format("f - f* <= {:g}", value);
     case metric::relative_gap: return fmt::format("f - f* <= {:g} (f0 - f*)", value);
     case metric::objective: return fmt::format("f <= {:g}", value);
-    case metric::accuracy: return fmt::format("test accuracy >= {:g}", value);
+    case metric::accuracy: return fmt::format("{} >= {:g}", accuracy_name, value);
     case metric::reward: return fmt::format("reward >= {:g}", value);
   }
   return "?";

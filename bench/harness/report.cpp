@@ -380,10 +380,13 @@ std::string svg_plot(const plot_spec& ps) {
 
 enum class quantity { objective, accuracy, reward };
 
-// Mean (geometric when logy) and min/max across seeds, point by point.
-series series_for(const pair_summary& ps, const std::string& color, bool logy, quantity what) {
+// Mean (geometric when logy) and min/max across seeds, point by point. A stepper whose budget was
+// scaled down (es: q query pairs per step) is drawn with its steps stretched by `stretch` (budget
+// of the problem's longest runner / its own), so every curve spans the same amount of work.
+series series_for(const pair_summary& ps, const std::string& color, bool logy, quantity what, double stretch) {
   series s;
   s.name = ps.s->name;
+  if (std::abs(stretch - 1.0) > 1e-9) s.name += fmt::format(" (step x{:.3g})", stretch);
   s.color = color;
   std::size_t len = 0;
   for (const run_result* r : ps.runs) len = std::max(len, r->curve.size());
@@ -399,7 +402,7 @@ series series_for(const pair_summary& ps, const std::string& color, bool logy, q
                  : what == quantity::reward ? c.at.reward
                                             : c.at.objective - off;
       if (!std::isfinite(v)) continue;
-      step = static_cast<double>(c.step);
+      step = static_cast<double>(c.step) * stretch;
       if (logy) v = std::max(v, 1e-300);
       acc += logy ? std::log(v) : v;
       lo = std::min(lo, v);
@@ -494,14 +497,14 @@ std::string results_json(const report_input& in, const std::vector<pair_summary>
         "     \"step_time_s\": {}, \"wall_s\": {}, \"updates_per_s\": {}, \"losses\": {}, \"gradients\": {}, "
         "\"completions\": {},\n"
         "     \"peak_rss_mb\": {}, \"peak_rss_delta_mb\": {}, \"memory_method\": {},\n"
-        "     \"grad_quality\": {{\"measured\": {}, \"at\": \"initial point\", \"samples\": {}, \"cos_mean\": {}, "
+        "     \"grad_quality\": {{\"measured\": {}, \"at\": {}, \"samples\": {}, \"cos_mean\": {}, "
         "\"cos_of_mean\": {}, \"rel_var\": {}, \"rel_bias\": {}}},\n",
         json_str(r.problem), json_str(r.stepper), r.seed, json_str(to_string(r.prec)), r.dimension, hyper,
         json_str(r.status), json_str(r.message), r.steps_budget, r.steps_done, eval_json(r.initial),
         eval_json(r.final_point), r.reached_target,
         r.reached_target ? fmt::format("{}", r.steps_to_target) : std::string("null"), json_num(r.time_to_target_s),
         json_num(r.step_time_s), json_num(r.wall_s), json_num(r.updates_per_s), r.losses, r.gradients, r.completions,
-        json_num(r.peak_rss_mb), json_num(r.peak_delta_mb), json_str(r.memory_method), q.measured, q.samples,
+        json_num(r.peak_rss_mb), json_num(r.peak_delta_mb), json_str(r.memory_method), q.measured, json_str(q.at), q.samples,
         json_num(q.cos_mean), json_num(q.cos_of_mean), json_num(q.rel_var), json_num(q.rel_bias));
     j += fmt::format(
         "     \"curve\": {{\"step\": {}, \"objective\": {}, \"test_accuracy\": {}, \"reward\": {}, \"time_s\": {}}}}}{}\n",
@@ -596,7 +599,7 @@ std::string format_table(const report_input& in) {
   const options& o = *in.opts;
   std::string out = fmt::format(
       "stochgrad {} shoot-out: mode {}, seeds {}, {} thread{}, SIMD {}, gradient quality from {} estimates at the "
-      "initial point\n\n",
+      "initial point (reward tasks: a warm policy)\n\n",
       stochgrad::version_string, to_string(o.run_mode),
       json_array(in.seeds, [](std::uint64_t s) { return fmt::format("{}", s); }), in.threads,
       in.threads == 1 ? "" : "s", stochgrad::simd::arch_name(), in.grad_samples);
@@ -674,12 +677,18 @@ std::vector<std::string> write_reports(const report_input& in, const std::string
     rew.logy = false;
     rew.ylabel = "expected reward";
     double initial_gap = nan;
+    std::size_t longest = 0;  // the problem's longest step budget (the x axis of every curve)
+    for (const run_result& r : in.runs) {
+      if (r.problem == p->name) longest = std::max(longest, r.steps_budget);
+    }
     for (const pair_summary& s : sums) {
       if (s.p != p) continue;
+      const std::size_t own = s.runs.empty() ? 0 : s.runs.front()->steps_budget;
+      const double stretch = own > 0 ? static_cast<double>(longest) / static_cast<double>(own) : 1.0;
       if (std::isnan(initial_gap) && !s.runs.empty()) initial_gap = s.runs.front()->initial_gap;
-      ps.lines.push_back(series_for(s, color[s.s->name], true, quantity::objective));
-      if (p->classifier) acc.lines.push_back(series_for(s, color[s.s->name], false, quantity::accuracy));
-      if (p->policy) rew.lines.push_back(series_for(s, color[s.s->name], false, quantity::reward));
+      ps.lines.push_back(series_for(s, color[s.s->name], true, quantity::objective, stretch));
+      if (p->classifier) acc.lines.push_back(series_for(s, color[s.s->name], false, quantity::accuracy, stretch));
+      if (p->policy) rew.lines.push_back(series_for(s, color[s.s->name], false, quantity::reward, stretch));
     }
     if (ps.lines.empty()) continue;
     switch (p->target.what) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Executes one (problem, stepper, seed) run: the step loop, its clock, curve recording, target
-// detection, divergence, peak memory and the gradient-estimate quality at the initial point.
+// detection, divergence, peak memory and the gradient-estimate quality (at the initial point, or
+// where the problem's quality_point says).
 #include <stochgrad/bits/kernels/reduce.hpp>
 
 #include "harness.hpp"
@@ -90,7 +91,7 @@ std::unique_ptr<driver<T>> make_driver(const stepper_info& s, const run_setup& r
 
 template <class T>
 void measure_quality(problem<T>& prob, const stepper_info& s, const run_setup& rs, std::span<const T> x0,
-                     std::size_t samples, run_result& r) {
+                     std::size_t samples, const std::string& at, run_result& r) {
   const std::size_t d = x0.size();
   if (!prob.has_gradient() || samples < 2) return;
   std::vector<T> g(d), gk(d), xs(d);
@@ -126,6 +127,7 @@ void measure_quality(problem<T>& prob, const stepper_info& s, const run_setup& r
     dd += (mean[i] - gi) * (mean[i] - gi);
   }
   r.quality.measured = true;
+  r.quality.at = at;
   r.quality.samples = samples;
   r.quality.cos_mean = cos_sum / K;
   r.quality.cos_of_mean = mm > 0.0 ? mg / std::sqrt(mm * gg) : 0.0;
@@ -199,7 +201,9 @@ void execute_t(const problem_info& p, problem<T>& prob, const stepper_info& s, c
   if (r.step_time_s > 0.0) {
     r.updates_per_s = static_cast<double>(d) * static_cast<double>(r.steps_done) / r.step_time_s;
   }
-  measure_quality<T>(prob, s, rs, std::span<const T>(x0), grad_samples, r);
+  std::vector<T> xq(x0);
+  prob.quality_point(std::span<T>(xq));
+  measure_quality<T>(prob, s, rs, std::span<const T>(xq), grad_samples, p.quality_at, r);
 }
 
 }  // namespace

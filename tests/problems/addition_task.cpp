@@ -65,6 +65,11 @@ TEST_CASE("addition task: exact expected reward and greedy accuracy in closed fo
     CHECK_THAT(e.reward, WithinRel(p * p * p, 1e-12));
     CHECK(e.accuracy == (s > 0.0 ? 1.0 : 0.0));
   }
+  // The point where the harness scores gradient estimates is the warm policy with s = 2.
+  REQUIRE(task.quality_point(x));
+  CHECK(x == warm_theta(2.0));
+  const double p2 = std::exp(2.0) / (std::exp(2.0) + 9.0);
+  CHECK_THAT(task.evaluate(x, ex).reward, WithinRel(p2 * p2 * p2, 1e-12));
 }
 
 TEST_CASE("addition task: the exact expected reward matches the sampled reward", "[problems][addition][statistical]") {
