@@ -2,12 +2,8 @@
 // Baselines, normalizers and advantages(): the worked examples of algorithms.md §3.9, §3.10,
 // §4.7 and §5.2 (tolerances of §0.4: relative 1e-12, absolute 1e-15 near zero, float32 relative
 // 2e-6), the properties of §11, layouts, and bad input.
-// GCC 12.2 with AVX-512 (-march=native here) miscompiles copies of small constant arrays of the
-// form {x, x, 0, 0} into a broadcast of x (straight-line SLP vectorization; e.g. the test vector
-// {1, 1, 0, 0} became {1, 1, 1, 1}). Turn that pass off in this file for that compiler.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC optimize("no-tree-slp-vectorize")
-#endif
+// (GCC 12.2 with AVX-512 miscompiles copies of constant arrays like {1, 1, 0, 0}: the stochgrad
+// CMake target adds -fno-tree-slp-vectorize for GCC < 12.3; see CMakeLists.txt.)
 #include <cmath>
 #include <cstdint>
 #include <limits>

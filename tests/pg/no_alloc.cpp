@@ -2,12 +2,6 @@
 // "No heap allocation per call once buffers are sized": the global operator new of this test
 // binary counts allocations; after a first (sizing) call, repeated calls of the outcome policies,
 // the surrogate, the unified estimator and the samplers on batches of the same size allocate nothing.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-// GCC 12.2 + AVX-512 materializes the constant {x, x, 0, 0} as a full-width broadcast of x
-// (vpbroadcastq into a ymm register), e.g. when copying surrogate_options{eps 0.2, 0.2, delta 0,
-// dual_clip 0}: dual_clip became 0.2. See tests/outcome/advantages.cpp.
-#pragma GCC optimize("no-tree-slp-vectorize")
-#endif
 #include <atomic>
 #include <cstdlib>
 #include <new>

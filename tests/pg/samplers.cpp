@@ -1,10 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Samplers: counter-based Gamma/Beta variates, the Beta/Thompson selector (algorithms.md §5.3) and
 // Reinforce-Ada successive elimination with its pool baseline (§5.1, §5.2, §11).
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-// GCC 12.2 + AVX-512 miscompiles copies of constant arrays {x, x, 0, 0} (see tests/outcome/advantages.cpp).
-#pragma GCC optimize("no-tree-slp-vectorize")
-#endif
 #include <cmath>
 #include <set>
 #include <vector>

@@ -3,10 +3,6 @@
 // §3.9 and §3.10 (tolerances of §0.4), the coefficient against a central finite difference of the
 // loss over a grid of options (§3.6, §11), the k3 KL identity, the unified (HPT) view of §6, and
 // bad input.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-// GCC 12.2 + AVX-512 miscompiles copies of constant arrays {x, x, 0, 0} (see tests/outcome/advantages.cpp).
-#pragma GCC optimize("no-tree-slp-vectorize")
-#endif
 #include <cmath>
 #include <limits>
 #include <string>
