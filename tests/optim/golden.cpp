@@ -25,12 +25,20 @@
 #include <nlohmann/json.hpp>
 #include <stochgrad/bits/optim/optim.hpp>
 
+// This file provides main() so that it can add the --golden option. With Catch2 v3 the session
+// header is separate; with v2 the single header must be seen first with CATCH_CONFIG_RUNNER (so
+// tests/CMakeLists.txt keeps this file out of the shared precompiled header). Should v2 Catch
+// already have been included without the runner, only the environment variable is available.
 #if __has_include(<catch2/catch_session.hpp>)
 #include <catch2/catch_session.hpp>
 #define SG_CLARA Catch::Clara
-#else
-#define CATCH_CONFIG_RUNNER  // this file provides main() (and, with Catch2 v2, the implementation)
+#define SG_OWN_MAIN 1
+#elif !defined(TWOBLUECUBES_SINGLE_INCLUDE_CATCH_HPP_INCLUDED)
+#define CATCH_CONFIG_RUNNER  // main() below; with Catch2 v2 this TU also holds Catch's implementation
 #define SG_CLARA Catch::clara
+#define SG_OWN_MAIN 1
+#else
+#define SG_OWN_MAIN 0
 #endif
 #include "support/catch.hpp"
 
@@ -39,7 +47,14 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string golden_path;  // set by main()
+// The file to check: --golden, else $STOCHGRAD_OPTIM_GOLDEN, else the in-repo copy.
+std::string golden_path;
+
+void default_golden_path() {
+  if (!golden_path.empty()) return;
+  const char* env = std::getenv("STOCHGRAD_OPTIM_GOLDEN");
+  golden_path = (env != nullptr && *env != '\0') ? std::string(env) : std::string(STOCHGRAD_GOLDEN_DIR "/optimizers.json");
+}
 
 struct format_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -258,6 +273,7 @@ double run_case(const golden_case& gc, double rel_tol, double abs_floor, std::st
 }
 
 std::vector<golden_case> load_or_fail() {
+  default_golden_path();
   INFO("golden file: " << golden_path);
   try {
     return parse(read_file(golden_path));
@@ -342,6 +358,7 @@ TEST_CASE("golden: malformed reference data is reported, not silently accepted",
   REQUIRE_THROWS_AS(read_file("/nonexistent/optimizers.json"), format_error);
 }
 
+#if SG_OWN_MAIN
 int main(int argc, char** argv) {
   Catch::Session session;
   std::string path;
@@ -350,10 +367,8 @@ int main(int argc, char** argv) {
                                  "STOCHGRAD_GOLDEN_DIR/optimizers.json)");
   session.cli(cli);
   if (const int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
-  if (path.empty()) {
-    const char* env = std::getenv("STOCHGRAD_OPTIM_GOLDEN");
-    path = (env != nullptr && *env != '\0') ? std::string(env) : std::string(STOCHGRAD_GOLDEN_DIR "/optimizers.json");
-  }
   golden_path = path;
+  default_golden_path();
   return session.run();
 }
+#endif
