@@ -106,3 +106,25 @@ TEST_CASE("stepper state: a GRPO checkpoint does not load into a BNPO stepper", 
   std::istringstream is(os.str());
   REQUIRE_THROWS_AS(b.load(is), state_error);
 }
+
+TEST_CASE("stepper state: an SGD state without momentum buffers is refused at load by SGD with momentum",
+          "[stepper][state]") {
+  using sgd_stepper = stepper<first_order, no_baseline, no_normalizer, optim::sgd<>, double>;
+  std::vector<double> x(10, 1.0), y(10, 1.0), g(10, 0.5);
+  sgd_stepper plain{parameters<double>(std::span<double>(x)), optim::sgd<>({.lr = 0.1})};
+  sgd_stepper heavy{parameters<double>(std::span<double>(y)), optim::sgd<>({.lr = 0.1, .momentum = 0.9})};
+  plain.step(std::span<const double>(g));
+  std::ostringstream a, b;
+  plain.save(a);
+  heavy.save(b);
+  {
+    std::istringstream is(a.str());
+    REQUIRE_THROWS_AS(heavy.load(is), state_error);
+  }
+  {
+    std::istringstream is(b.str());
+    REQUIRE_THROWS_AS(plain.load(is), state_error);
+  }
+  CHECK(heavy.steps() == 0);
+  CHECK(plain.steps() == 1);
+}

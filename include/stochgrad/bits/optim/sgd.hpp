@@ -132,6 +132,18 @@ class sgd {
   }
 
   /// One fused update of `p` from the gradient source `g`.
+  /// Checks a (loaded) state against these options: momentum buffers exist iff momentum > 0.
+  /// @throws state_error otherwise.
+  template <real_scalar T>
+  void check_state(const state<T>& s, const parameters<T>& p) const {
+    s.check(p);
+    if ((o_.momentum > 0.0) != !s.momentum_buffer.empty()) {
+      throw state_error(o_.momentum > 0.0
+                            ? "sgd: momentum > 0 but the state has no momentum buffers (state of an sgd without momentum?)"
+                            : "sgd: momentum == 0 but the state has momentum buffers (state of an sgd with momentum?)");
+    }
+  }
+
   /// @throws size_mismatch from the source's check; state_error when `s` does not fit `p` or has
   /// no momentum buffers although momentum > 0. Nothing is modified when it throws. With
   /// skip_nonfinite, a gradient with a NaN/inf element leaves parameters and state untouched and

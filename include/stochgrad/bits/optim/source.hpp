@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 
 #include "../config.hpp"
 #include "../error.hpp"
@@ -268,7 +269,8 @@ void materialize(const parameters<T>& p, const Source& g, std::span<const std::s
 }
 
 /// Squared global norm `sum_t ||g_t||^2` of a source (one extra read/regeneration pass), in a
-/// thread-count-independent order.
+/// thread-count-independent order. Squares are accumulated in double also for float gradients,
+/// so finite float gradients never overflow the norm.
 template <real_scalar T, class Source>
 double global_squared_norm(const parameters<T>& p, const Source& g, const executor& ex = {}) {
   g.check(p);
@@ -278,23 +280,33 @@ double global_squared_norm(const parameters<T>& p, const Source& g, const execut
     const std::size_t n = p.tensor(t).size();
     auto leaf = [&](std::size_t b, std::size_t e) {
       using B = xsimd::batch<T>;
+      using D = xsimd::batch<double>;
       constexpr std::size_t C = simd::chunk, NB = simd::chunk_batches<T>, W = B::size;
       // Leaves are 1024 elements (a multiple of C) and start at multiples of 1024.
-      B acc(T(0));
+      D acc(0.0);
       std::size_t i = b;
       for (; i + C <= e; i += C) {
         B th[NB], gr[NB];
         for (std::size_t r = 0; r < NB; ++r) th[r] = B::load_unaligned(theta + i + r * W);
         g.load_chunk(t, i, th, gr);
-        for (std::size_t r = 0; r < NB; ++r) acc = simd::madd(gr[r], gr[r], acc);
+        for (std::size_t r = 0; r < NB; ++r) {
+          if constexpr (std::is_same_v<T, float>) {
+            D lo, hi;
+            detail::widen(gr[r], lo, hi);
+            acc = simd::madd(lo, lo, acc);
+            acc = simd::madd(hi, hi, acc);
+          } else {
+            acc = simd::madd(gr[r], gr[r], acc);
+          }
+        }
       }
-      T tail = T(0);
+      double tail = 0.0;
       for (; i < e; ++i) {
         T th = theta[i];
-        const T gi = g.at(t, i, th);
+        const double gi = static_cast<double>(g.at(t, i, th));
         tail = simd::madd(gi, gi, tail);
       }
-      return static_cast<double>(simd::reduce_add(acc)) + static_cast<double>(tail);
+      return simd::reduce_add(acc) + tail;
     };
     total += detail::tree_reduce<double>(ex, n, 0.0, leaf, detail::add_d);
   }
@@ -304,9 +316,8 @@ double global_squared_norm(const parameters<T>& p, const Source& g, const execut
 /// True when every element of the source is finite (one extra pass).
 template <real_scalar T, class Source>
 bool all_finite(const parameters<T>& p, const Source& g, const executor& ex = {}) {
-  // A sum of squares is finite iff every term is finite, unless it overflows; rescale to avoid
-  // that: compare |g| against the largest finite value element-wise through the norm of g/2^k is
-  // overkill, so check the squared norm and fall back to an exact scan when it is not finite.
+  // The squared norm (accumulated in double) is finite iff every element is finite, except for
+  // double gradients whose squares overflow: then fall back to an exact element-wise scan.
   const double sq = global_squared_norm(p, g, ex);
   if (std::isfinite(sq)) return true;
   for (std::size_t t = 0; t < p.tensors(); ++t) {

@@ -202,6 +202,9 @@ class stepper {
     img.opt.serialize(r);
     r.finish();
     img.opt.check(params_);
+    // Optimizers whose state shape depends on their options (e.g. SGD's momentum buffers) check
+    // the loaded state against those options too.
+    if constexpr (requires { opt_.check_state(img.opt, params_); }) opt_.check_state(img.opt, params_);
     steps_ = img.steps;
     est_state_ = std::move(img.est);
     opt_state_ = std::move(img.opt);
