@@ -3,6 +3,34 @@
 /// @brief Module header for bits/zo/: zeroth-order estimators (two_point, one_sided,
 /// coordinate_wise), directions, masks, perturbation schedules, GC-SPSA's optimizer, replay, and
 /// the presets mezo, sparse_mezo, spsa, spsa_gc, gc_spsa, rge, cge, antithetic_es.
+///
+/// A MeZO step (the objective is evaluated at parameters the stepper perturbs in place):
+/// ```
+///   std::vector<float> w = ...;                      // the model's weights (any contiguous memory)
+///   stochgrad::parameters<float> p(std::span<float>(w));
+///   stochgrad::mezo<float> s(p, stochgrad::optim::sgd<>({.lr = 1e-6, .weight_decay = 0.0}),
+///                            stochgrad::zo::two_point<stochgrad::gaussian>({.eps = 1e-3, .seed = 42}));
+///   auto r = s.step([&] { return model_loss(w); });  // L+ = r.loss_plus, g = r.projected_gradient
+/// ```
+/// Biases and norms without weight decay: put them in a group `p.add_group({.decay = false})`.
+/// Two passes per step instead of three: `.mode = zo::pass_mode::fused_next` (then call
+/// `zo::settle(s)` before using the weights elsewhere). Keep `zo::replay_log log; log.record(r);`
+/// to reconstruct the run from its seeds and scalars with `zo::replay`.
+///
+/// Spall SPSA with gains a_k = a/(k+1+A)^0.602 and c_k = c/(k+1)^0.101 (Nesterov momentum
+/// `{.momentum = 0.9, .nesterov = true}` gives SPSA-GC's gradient correction):
+/// ```
+///   stochgrad::spsa<double> s(p, stochgrad::optim::sgd<stochgrad::spall_gain>({.lr = a}, {A, 0.602}),
+///                             stochgrad::zo::two_point<stochgrad::rademacher, stochgrad::zo::spall_perturbation>(
+///                                 {.eps = c, .seed = 1}, {0.101}));
+///   for (int k = 0; k < 2000; ++k) s.step(f);
+/// ```
+/// Antithetic evolution strategies (q pairs shaped by the group mean and std), with Adam:
+/// ```
+///   stochgrad::stepper<stochgrad::zo::two_point<stochgrad::gaussian>, stochgrad::group_mean,
+///                      stochgrad::group_std, stochgrad::optim::adam<>, float>
+///       es(p, stochgrad::optim::adam<>({.lr = 1e-2}), stochgrad::zo::two_point<stochgrad::gaussian>({.eps = 0.05, .q = 16}));
+/// ```
 #pragma once
 
 #include "../config.hpp"
