@@ -17,67 +17,7 @@
 #include "optim/util.hpp"
 #include "support/catch.hpp"
 
-// ---- counting allocator (this test program only) ---------------------------------------------
-namespace {
-std::atomic<long> allocations{0};
-void* counted_alloc(std::size_t n) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* counted_aligned(std::size_t n, std::align_val_t a) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  const auto al = static_cast<std::size_t>(a);
-  const std::size_t sz = ((n == 0 ? 1 : n) + al - 1) / al * al;
-  if (void* p = std::aligned_alloc(al, sz)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-void* operator new(std::size_t n) { return counted_alloc(n); }
-void* operator new[](std::size_t n) { return counted_alloc(n); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_aligned(n, a); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_aligned(n, a); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return counted_alloc(n);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return counted_alloc(n);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try {
-    return counted_aligned(n, a);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try {
-    return counted_aligned(n, a);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-// ------------------------------------------------------------------------------------------------
+#include "support/alloc_counter.hpp"
 
 using namespace stochgrad;
 using sg_test::first_mismatch;
@@ -235,23 +175,23 @@ TEMPLATE_TEST_CASE("no heap allocation per step (dense and lazy sources, 1 and 2
       const noise_gradient<gaussian, default_generator, T> lazy(7, 0, 0.1);
       step_context ctx;
       opt.update(pr.p, s, dense, ctx);  // warm-up (not needed, but makes the claim stricter)
-      const long before = allocations.load();
+      const long before = alloc_counter::count.load();
       for (std::uint64_t k = 1; k < 4; ++k) {
         ctx.step = k;
         ctx.ex = (k % 2 == 0) ? executor(pool) : executor();
         opt.update(pr.p, s, dense, ctx);
         opt.update(pr.p, s, lazy, ctx);
       }
-      const long after = allocations.load();
+      const long after = alloc_counter::count.load();
       INFO("config " << which);
       REQUIRE(after - before == 0);
     });
   }
   // The counter works (the check above can fail).
-  const long before = allocations.load();
+  const long before = alloc_counter::count.load();
   auto* v = new std::vector<T>(10);
   delete v;
-  REQUIRE(allocations.load() - before >= 2);
+  REQUIRE(alloc_counter::count.load() - before >= 2);
 }
 
 TEMPLATE_TEST_CASE("skip_nonfinite: a NaN/inf gradient leaves parameters, state and counters untouched",

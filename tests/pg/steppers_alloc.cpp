@@ -13,46 +13,13 @@
 #include "pg/steppers_support.hpp"
 #include "support/catch.hpp"
 
-namespace {
-std::atomic<std::size_t> g_allocs{0};
-}
-
-// GCC pairs the replaced operators with the new/delete expressions it inlines and then warns that
-// malloc'ed memory reaches free through operator delete (-Wmismatched-new-delete): a false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-// Every replaceable non-aligned form, so that no memory from the runtime's operator new reaches
-// this file's operator delete (AddressSanitizer checks the pairing).
-void* operator new(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "support/alloc_counter.hpp"
 
 using namespace stochgrad;
 using pgtest::addition_rollouts;
 
 namespace {
-template <class F>
-std::size_t allocations_of(F&& f) {
-  const std::size_t before = g_allocs.load();
-  f();
-  return g_allocs.load() - before;
-}
+using alloc_counter::allocations_of;
 
 // First step sizes the buffers (allocations expected); the next steps on batches of the same or a
 // smaller size must not allocate.

@@ -15,65 +15,16 @@
 
 #include "support/catch.hpp"
 
-namespace {
-std::atomic<long> g_allocations{0};
-std::atomic<bool> g_counting{false};
-}  // namespace
-
-// The replacement operators forward to malloc/free; GCC's -Wmismatched-new-delete cannot see that
-// once it inlines them into a new/delete pair.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-void* counted(std::size_t n, std::size_t align) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  const std::size_t sz = ((n == 0 ? 1 : n) + align - 1) / align * align;
-  if (void* p = align <= alignof(std::max_align_t) ? std::malloc(sz) : std::aligned_alloc(align, sz)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-void* operator new(std::size_t n) { return counted(n, 1); }
-void* operator new[](std::size_t n) { return counted(n, 1); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted(n, static_cast<std::size_t>(a)); }
-// The nothrow forms too: under ASan every new/delete form must come from the same allocator.
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return counted(n, 1);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return counted(n, 1);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#include "support/alloc_counter.hpp"
 
 using namespace stochgrad;
 
 namespace {
 
+// Counts the allocations made from its construction to count().
 struct counting {
-  counting() {
-    g_allocations = 0;
-    g_counting = true;
-  }
-  ~counting() { g_counting = false; }
-  long count() const { return g_allocations.load(); }
+  long start = alloc_counter::count.load();
+  long count() const { return alloc_counter::count.load() - start; }
 };
 
 template <class S>
