@@ -128,3 +128,23 @@ TEST_CASE("stepper state: an SGD state without momentum buffers is refused at lo
   CHECK(heavy.steps() == 0);
   CHECK(plain.steps() == 1);
 }
+
+TEST_CASE("stepper: the executor constructor gives the same trajectory on a thread pool", "[stepper]") {
+  std::vector<float> x(70000, 0.25f), y(70000, 0.25f);
+  auto f = [](std::span<const float> v) {
+    double s = 0;
+    for (float e : v) s += 0.5 * static_cast<double>(e) * static_cast<double>(e);
+    return s;
+  };
+  thread_pool pool(2);
+  mezo<float> a(parameters<float>(std::span<float>(x)), optim::sgd<>({.lr = 1e-5}),
+                zo::two_point<gaussian>({.seed = 5}), executor(pool));
+  mezo<float> b(parameters<float>(std::span<float>(y)), optim::sgd<>({.lr = 1e-5}), zo::two_point<gaussian>({.seed = 5}));
+  for (int k = 0; k < 3; ++k) {
+    a.step(f);
+    b.step(f);
+  }
+  CHECK(a.exec().concurrency() == 2);
+  CHECK(x == y);
+  CHECK(x != std::vector<float>(70000, 0.25f));
+}

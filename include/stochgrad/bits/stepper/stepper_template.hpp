@@ -125,6 +125,11 @@ class stepper {
     if (params_.empty()) throw invalid_argument("stepper: the parameter set is empty");
   }
 
+  /// Builds a stepper that runs its kernels on `ex` (e.g. a thread_pool), with default-constructed
+  /// baseline and normalizer policies: `mezo<float> s(params, sgd, two_point, pool);`.
+  stepper(parameters<T> params, Optimizer opt, Estimator est, executor ex)
+      : stepper(std::move(params), std::move(opt), std::move(est), Baseline{}, Normalizer{}, ex) {}
+
   /// One step; the arguments depend on the estimator (a gradient for first_order, an objective
   /// for zeroth-order estimators, a batch and a vector-Jacobian callback for score_function).
   template <class... Args>
