@@ -179,5 +179,22 @@ std::vector<std::vector<T>> zero_buffers(const parameters<T>& p) {
   return b;
 }
 
+
+/// The argument checks shared by every optimizer's `update`: readable static_asserts for a state
+/// of another optimizer or element type and for a gradient that is not a gradient source of T.
+/// Returns whether the arguments are usable (callers dispatch on it with `if constexpr`, so a
+/// failed check gives these messages and no cascade).
+template <class Expected, class State, class Source, class T>
+consteval bool update_arguments_ok() {
+  static_assert(std::is_same_v<State, Expected>,
+                "stochgrad::optim: the optimizer state does not belong to these parameters: it must be the "
+                "state that this optimizer's init(p) returned for parameters of the same element type T "
+                "(e.g. a float state cannot update double parameters)");
+  static_assert(gradient_source<Source, T>,
+                "stochgrad::optim: the gradient must be a gradient source of the parameters' element type "
+                "(dense_gradient<T>, noise_gradient<D, G, T>, scaled_source, ...)");
+  return std::is_same_v<State, Expected> && gradient_source<Source, T>;
+}
+
 }  // namespace detail
 }  // namespace stochgrad::optim

@@ -150,17 +150,10 @@ class sgd {
   /// returns `applied = false`.
   template <class T, class State, class Source>
   update_report update(const parameters<T>& p, State& s, const Source& g, const step_context& ctx) const {
-    static_assert(std::is_same_v<State, state<T>>,
-                  "stochgrad::optim::sgd::update: the optimizer state does not belong to these parameters: it "
-                  "must be the sgd_state<T> that init(p) returned for parameters of the same element type T "
-                  "(e.g. a float state cannot update double parameters)");
-    static_assert(gradient_source<Source, T>,
-                  "stochgrad::optim::sgd::update: the gradient must be a gradient source of the parameters' "
-                  "element type (dense_gradient<T>, noise_gradient<D, G, T>, scaled_source, ...)");
-    if constexpr (std::is_same_v<State, state<T>> && gradient_source<Source, T>) {
+    if constexpr (detail::update_arguments_ok<state<T>, State, Source, T>()) {
       return update_impl(p, s, g, ctx);
     } else {
-      return update_report{};  // not reached: the static_asserts above fail first
+      return update_report{};  // not reached: the checks above fail to compile first
     }
   }
 
