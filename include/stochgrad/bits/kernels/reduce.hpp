@@ -173,14 +173,19 @@ double norm(std::span<const T> x, const executor& ex = {}) {
   return std::sqrt(sum_squares<T>(x, ex));
 }
 
-/// Count, mean and sum of squared deviations: per leaf two passes over cache-resident data
-/// (shifted by the leaf mean), leaves merged with Chan's formula in a fixed tree.
+/// Count, mean and sum of squared deviations. Each leaf is read once, shifted by c, the mean of
+/// its first 2W elements (W = SIMD width; the first element for shorter leaves): with
+/// S1 = sum(x - c) and S2 = sum((x - c)^2), m2 = S2 - S1^2/n. When S1^2/n > S2/8 (c far from the
+/// leaf mean relative to its spread: sorted or trending data) the leaf is recomputed with two
+/// passes shifted by its mean instead, so the relative error of m2 stays within
+/// 2 gamma + 4u (gamma: the leaf's summation bound, u: the unit roundoff of T) for any data.
+/// Leaves are merged with Chan's formula in a fixed tree (bitwise identical for any thread count).
 template <real_scalar T>
 moments mean_variance(std::span<const T> x, const executor& ex = {}) {
   detail::require_data("mean_variance", "x", x.data(), x.size());
   const T* p = x.data();
   using B = xsimd::batch<T>;
-  auto leaf = [p](std::size_t b, std::size_t e) {
+  auto two_pass = [p](std::size_t b, std::size_t e) {
     const double s = detail::leaf_sum<T>(
         b, e, [p](const B& acc, std::size_t i) { return acc + B::load_unaligned(p + i); },
         [p](T acc, std::size_t i) { return acc + p[i]; });
@@ -203,6 +208,53 @@ moments mean_variance(std::span<const T> x, const executor& ex = {}) {
     m.count = e - b;
     m.mean = mean;
     m.m2 = std::max(0.0, s2 - n * shift * shift);
+    return m;
+  };
+  auto leaf = [p, two_pass](std::size_t b, std::size_t e) {
+    constexpr std::size_t W = B::size;
+    T c = p[b];
+    if (e - b >= 2 * W) {
+      c = static_cast<T>((static_cast<double>(simd::reduce_add(B::load_unaligned(p + b))) +
+                          static_cast<double>(simd::reduce_add(B::load_unaligned(p + b + W)))) /
+                         static_cast<double>(2 * W));
+    }
+    const B cb(c);
+    B s0(T(0)), s1(T(0)), s2(T(0)), s3(T(0)), q0(T(0)), q1(T(0)), q2(T(0)), q3(T(0));
+    std::size_t i = b;
+    for (; i + 4 * W <= e; i += 4 * W) {
+      const B d0 = B::load_unaligned(p + i) - cb;
+      const B d1 = B::load_unaligned(p + i + W) - cb;
+      const B d2 = B::load_unaligned(p + i + 2 * W) - cb;
+      const B d3 = B::load_unaligned(p + i + 3 * W) - cb;
+      s0 += d0;
+      s1 += d1;
+      s2 += d2;
+      s3 += d3;
+      q0 = simd::madd(d0, d0, q0);
+      q1 = simd::madd(d1, d1, q1);
+      q2 = simd::madd(d2, d2, q2);
+      q3 = simd::madd(d3, d3, q3);
+    }
+    for (; i + W <= e; i += W) {
+      const B d0 = B::load_unaligned(p + i) - cb;
+      s0 += d0;
+      q0 = simd::madd(d0, d0, q0);
+    }
+    T st = T(0), qt = T(0);
+    for (; i < e; ++i) {
+      const T d = p[i] - c;
+      st += d;
+      qt = simd::madd(d, d, qt);
+    }
+    const double S1 = static_cast<double>(simd::reduce_add((s0 + s1) + (s2 + s3))) + static_cast<double>(st);
+    const double S2 = static_cast<double>(simd::reduce_add((q0 + q1) + (q2 + q3))) + static_cast<double>(qt);
+    const double n = static_cast<double>(e - b);
+    const double corr = S1 * (S1 / n);
+    if (!(corr <= 0.125 * S2)) return two_pass(b, e);  // cancellation, or non-finite data
+    moments m;
+    m.count = e - b;
+    m.mean = static_cast<double>(c) + S1 / n;
+    m.m2 = S2 - corr;
     return m;
   };
   return detail::tree_reduce<moments>(ex, x.size(), moments{}, leaf,
