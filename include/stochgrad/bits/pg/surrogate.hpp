@@ -56,6 +56,7 @@
 
 #include "../config.hpp"
 #include "../error.hpp"
+#include "../kernels/exp.hpp"
 #include "token_batch.hpp"
 
 namespace stochgrad {
@@ -320,7 +321,7 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
     const V lr = lp - old;
     const auto pass = xsimd::abs(lr) <= vC;
     const V lrc = xsimd::min(xsimd::max(lr, vneg_C), vC);
-    const V rho = xsimd::exp(lrc);
+    const V rho = simd::exp(lrc);
     const V drho = xsimd::select(pass, rho, vzero);
     const V rho_c = xsimd::min(xsimd::max(rho, vlo), vhi);
     const V dc = xsimd::select((rho >= vlo) && (rho <= vhi), vone, vzero);
@@ -350,7 +351,7 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
     V direct = dl * drho;
     if (kl_on) {
       const V d = ref - lp;
-      const V ed = xsimd::exp(d);
+      const V ed = simd::exp(d);
       const V k3 = (ed - d) - vone;
       const V dk3 = vone - ed;
       V kl = k3;
@@ -373,6 +374,12 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
     v_min = xsimd::min(v_min, xsimd::select(active, rho, vinf));
     v_max = xsimd::max(v_max, xsimd::select(active, rho, vninf));
     if (!coef.empty()) {
+      if constexpr (std::is_same_v<T, double>) {
+        if (w == Wd) {
+          (wm * direct).store_unaligned(coef.data() + row + t0);
+          continue;
+        }
+      }
       (wm * direct).store_aligned(bc);
       for (std::size_t j = 0; j < w; ++j) coef[row + t0 + j] = static_cast<T>(bc[j]);
     }
