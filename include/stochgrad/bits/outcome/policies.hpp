@@ -17,6 +17,7 @@
 /// baseline; `advantages()` counts them (`advantage_stats::constant_groups`).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -95,7 +96,8 @@ nan_moments group_moments(std::span<const T> r, const group_layout& g, std::size
   m.mean = m.sum / static_cast<double>(m.count);
   g.for_each_member(k, [&](std::size_t n) {
     const double v = static_cast<double>(r[n]);
-    if (!std::isnan(v)) m.m2 += (v - m.mean) * (v - m.mean);
+    // An explicit multiply-add, so that the contiguous SIMD path (grpo_contiguous) gives the same bits.
+    if (!std::isnan(v)) m.m2 = simd::madd(v - m.mean, v - m.mean, m.m2);
   });
   return m;
 }
@@ -353,6 +355,105 @@ struct batch_whiten {
   }
 };
 
+namespace detail {
+
+/// GRPO advantages (group mean baseline, group std normalizer, NaN-aware, NaN -> 0) and the
+/// statistics of `advantages()` on the contiguous layout with G >= 2, with W groups per SIMD
+/// register (lane j = group g0 + j; strided element k of each group gathered through a small
+/// buffer). Per lane it performs exactly the scalar operations of group_mean, group_std and
+/// `advantages()` in the same order, so the result is bitwise identical to the generic path
+/// (tested against the same groups given by id).
+template <real_scalar T>
+advantage_stats grpo_contiguous(std::span<const T> r, std::size_t P, std::size_t G, double eps, std::span<T> adv) {
+  using V = xsimd::batch<double>;
+  constexpr std::size_t W = V::size;
+  advantage_stats st;
+  st.samples = r.size();
+  st.groups = P;
+  const V zero(0.0), one(1.0), inf(std::numeric_limits<double>::infinity()), veps(eps);
+  alignas(64) double buf[W], out[W];
+  std::size_t nan_count = 0, zeroed = 0, constant = 0, zero_groups = 0;
+  std::size_t g0 = 0;
+  using I = xsimd::batch<std::int64_t>;
+  alignas(64) std::int64_t stride[W];
+  for (std::size_t j = 0; j < W; ++j) stride[j] = static_cast<std::int64_t>(j * G);
+  const I idx = I::load_aligned(stride);
+  auto gather = [&](std::size_t base_group, std::size_t lanes, std::size_t k) {
+    if constexpr (std::is_same_v<T, double> && sizeof(std::int64_t) * W == sizeof(V)) {
+      if (lanes == W) return V::gather(r.data() + base_group * G + k, idx);
+    }
+    for (std::size_t j = 0; j < W; ++j) buf[j] = j < lanes ? static_cast<double>(r[(base_group + j) * G + k]) : 0.0;
+    return V::load_aligned(buf);
+  };
+  for (; g0 < P; g0 += W) {
+    const std::size_t lanes = std::min(W, P - g0);
+    V sum = zero, cnt = zero, mn = inf, mx = -inf, nans = zero;
+    for (std::size_t k = 0; k < G; ++k) {
+      const V v = gather(g0, lanes, k);
+      const auto ok = !xsimd::isnan(v);
+      sum = sum + xsimd::select(ok, v, zero);
+      cnt = cnt + xsimd::select(ok, one, zero);
+      nans = nans + xsimd::select(ok, zero, one);
+      mn = xsimd::select(ok, xsimd::min(mn, v), mn);
+      mx = xsimd::select(ok, xsimd::max(mx, v), mx);
+    }
+    // group_mean: sum / count (NaN when no valid outcome); stored as T, read back as double.
+    const V mean = sum / cnt;
+    V base;
+    if constexpr (std::is_same_v<T, double>) {
+      base = mean;
+    } else {
+      mean.store_aligned(out);
+      for (std::size_t j = 0; j < W; ++j) out[j] = static_cast<double>(static_cast<T>(out[j]));
+      base = V::load_aligned(out);
+    }
+    // group_std: unbiased std of the valid outcomes around the (double) mean; NaN for count < 2.
+    V m2 = zero;
+    for (std::size_t k = 0; k < G; ++k) {
+      const V v = gather(g0, lanes, k);
+      const V d = v - mean;
+      m2 = xsimd::select(!xsimd::isnan(v), simd::madd(d, d, m2), m2);
+    }
+    const V var = xsimd::select(cnt >= V(2.0), m2 / (cnt - one), V(nan_v));
+    const V den = xsimd::sqrt(var) + veps;
+    V all_zero = one, zeroed_v = zero;
+    for (std::size_t k = 0; k < G; ++k) {
+      const V v = gather(g0, lanes, k);
+      V a = (v - base) / den;
+      if constexpr (!std::is_same_v<T, double>) {
+        a.store_aligned(out);
+        for (std::size_t j = 0; j < W; ++j) out[j] = static_cast<double>(static_cast<T>(out[j]));
+        a = V::load_aligned(out);
+      }
+      const auto bad = xsimd::isnan(a);
+      zeroed_v = zeroed_v + xsimd::select(bad, one, zero);
+      a = xsimd::select(bad, zero, a);
+      all_zero = xsimd::select(a == zero, all_zero, zero);
+      a.store_aligned(out);
+      for (std::size_t j = 0; j < lanes; ++j) adv[(g0 + j) * G + k] = static_cast<T>(out[j]);
+    }
+    alignas(64) double c_nan[W], c_zeroed[W], c_zero[W], c_mn[W], c_mx[W];
+    nans.store_aligned(c_nan);
+    zeroed_v.store_aligned(c_zeroed);
+    all_zero.store_aligned(c_zero);
+    mn.store_aligned(c_mn);
+    mx.store_aligned(c_mx);
+    for (std::size_t j = 0; j < lanes; ++j) {
+      nan_count += static_cast<std::size_t>(c_nan[j]);
+      zeroed += static_cast<std::size_t>(c_zeroed[j]);
+      zero_groups += c_zero[j] != 0.0 ? 1 : 0;
+      constant += c_mx[j] > c_mn[j] ? 0 : 1;
+    }
+  }
+  st.nan_outcomes = nan_count;
+  st.zeroed = zeroed;
+  st.zero_groups = zero_groups;
+  st.constant_groups = constant;
+  return st;
+}
+
+}  // namespace detail
+
 // ---------------------------------------------------------------------------------------------
 // advantages()
 // ---------------------------------------------------------------------------------------------
@@ -372,6 +473,13 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
   detail::check_outcome_sizes("advantages", r.size(), adv.size(), g);
   detail::require_data("advantages", "outcomes", r.data(), r.size());
   detail::require_data("advantages", "advantages", adv.data(), adv.size());
+  if constexpr (std::is_same_v<B, group_mean> && std::is_same_v<N, group_std>) {
+    // GRPO on the contiguous [P x G] layout: one SIMD kernel (lanes = groups), same bits.
+    if (g.is_contiguous() && g.group_size() >= 2) {
+      detail::require_nonnegative_eps("group_std", nrm.eps);
+      return detail::grpo_contiguous(r, g.groups(), g.group_size(), nrm.eps, adv);
+    }
+  }
   b.compute(r, g, adv);
   nrm.apply(r, std::span<const T>(adv.data(), adv.size()), g, adv);
   advantage_stats st;
