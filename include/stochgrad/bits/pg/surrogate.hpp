@@ -256,17 +256,21 @@ inline double mask_sum(std::span<const M> mask, std::size_t begin, std::size_t L
 struct row_sums {
   double loss = 0.0, low = 0.0, high = 0.0, dual = 0.0, kl = 0.0, akl = 0.0, rho = 0.0;
   double rho_min = std::numeric_limits<double>::infinity(), rho_max = -std::numeric_limits<double>::infinity();
+  double seq_drho = 0.0;               // sequence level: sum over the row of W m dl/drho_seq
+  bool any_low = false, any_high = false;  // sequence level: some active token in a clip region
 };
 
-// Token-level ratio, one row, in SIMD registers of double: the same formulas as the scalar loop of
-// `clipped_surrogate::evaluate` (ties and clamps included), each chunk of the row gathered into
+// One row in SIMD registers of double, token-level ratio or (with `seq`) the row's sequence-level
+// ratio `rho_seq`: the same formulas as the scalar loop of `clipped_surrogate::evaluate` (ties and
+// clamps included; at sequence level the coefficients written are the direct (KL) part only and
+// the caller adds the part through rho_seq from `out.seq_drho`), each chunk of the row gathered into
 // aligned double buffers (any T, any mask type, empty old/ref, per-sequence or per-token
 // advantages, padded tail with mask 0; direct loads for full chunks of double data). Returns false
 // if an active token has a non-finite input: the caller then runs the scalar loop over the row,
 // which throws with the index (coefficients already written for the row are then unspecified).
 template <real_scalar T, class Mask>
 bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, std::size_t n, double W,
-                    bool per_token_adv, std::span<T> coef, row_sums& out) {
+                    bool per_token_adv, std::span<T> coef, row_sums& out, bool seq = false, double rho_seq = 1.0) {
   using V = xsimd::batch<double>;
   constexpr std::size_t Wd = V::size;
   const std::size_t L = b.length, row = n * L;
@@ -277,6 +281,8 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
   const V vlo(lo), vhi(hi), vC(C), vneg_C(-C), vzero(0.0), vone(1.0), vhalf(0.5), vW(W), vbeta(o.beta);
   const V vinf(std::numeric_limits<double>::infinity()), vninf(-std::numeric_limits<double>::infinity());
   V s_loss(0.0), s_low(0.0), s_high(0.0), s_dual(0.0), s_kl(0.0), s_akl(0.0), s_rho(0.0), v_min = vinf, v_max = vninf;
+  V s_seq(0.0), n_low(0.0), n_high(0.0);
+  const V vrho_seq(rho_seq);
   constexpr bool direct_loads = std::is_same_v<T, double> && std::is_same_v<Mask, double>;
   for (std::size_t t0 = 0; t0 < L; t0 += Wd) {
     const std::size_t w = std::min(Wd, L - t0);
@@ -319,10 +325,17 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
     ref = xsimd::select(active, ref, vzero);
     a = xsimd::select(active, a, vzero);
     const V lr = lp - old;
-    const auto pass = xsimd::abs(lr) <= vC;
-    const V lrc = xsimd::min(xsimd::max(lr, vneg_C), vC);
-    const V rho = simd::exp(lrc);
-    const V drho = xsimd::select(pass, rho, vzero);
+    V lrc, rho, drho;
+    if (seq) {
+      lrc = lr;  // the approximate-KL diagnostic uses the unclamped token log-ratio
+      rho = vrho_seq;
+      drho = vzero;
+    } else {
+      const auto pass = xsimd::abs(lr) <= vC;
+      lrc = xsimd::min(xsimd::max(lr, vneg_C), vC);
+      rho = simd::exp(lrc);
+      drho = xsimd::select(pass, rho, vzero);
+    }
     const V rho_c = xsimd::min(xsimd::max(rho, vlo), vhi);
     const V dc = xsimd::select((rho >= vlo) && (rho <= vhi), vone, vzero);
     V rho_u = rho, du = vone;
@@ -349,6 +362,7 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
       dual_m = xsimd::select(dual, m, vzero);
     }
     V direct = dl * drho;
+    V via_seq = dl;
     if (kl_on) {
       const V d = ref - lp;
       const V ed = simd::exp(d);
@@ -358,6 +372,7 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
       if (o.kl_bias_correction) {
         kl = k3 * rho;
         direct = direct + vbeta * (dk3 * rho + k3 * drho);
+        via_seq = via_seq + vbeta * k3;
       } else {
         direct = direct + vbeta * dk3;
       }
@@ -366,6 +381,11 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
     }
     const V wm = vW * m;
     s_loss = s_loss + wm * val;
+    if (seq) {
+      s_seq = s_seq + wm * via_seq;
+      n_low = n_low + xsimd::select(low && active, vone, vzero);
+      n_high = n_high + xsimd::select(high && active, vone, vzero);
+    }
     s_akl = s_akl - m * lrc;
     s_rho = s_rho + m * rho;
     s_low = s_low + xsimd::select(low, m, vzero);
@@ -385,6 +405,9 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
     }
   }
   out.loss = simd::reduce_add(s_loss);
+  out.seq_drho = simd::reduce_add(s_seq);
+  out.any_low = simd::reduce_add(n_low) > 0.0;
+  out.any_high = simd::reduce_add(n_high) > 0.0;
   out.low = simd::reduce_add(s_low);
   out.high = simd::reduce_add(s_high);
   out.dual = simd::reduce_add(s_dual);
@@ -492,7 +515,7 @@ class clipped_surrogate {
       double row_low = 0.0, row_high = 0.0;
       bool any_low = false, any_high = false;
       detail::row_sums rs;
-      const bool fast = !seq && detail::token_row_simd(o_, b, n, W, per_token_adv, coef, rs);
+      const bool fast = detail::token_row_simd(o_, b, n, W, per_token_adv, coef, rs, seq, rho_seq);
       if (fast) {
         loss += rs.loss;
         low_tok += rs.low;
@@ -505,6 +528,9 @@ class clipped_surrogate {
         rho_max = std::max(rho_max, rs.rho_max);
         row_low = rs.low;
         row_high = rs.high;
+        seq_drho = rs.seq_drho;
+        any_low = rs.any_low;
+        any_high = rs.any_high;
       }
       for (std::size_t t = 0; t < (fast ? 0 : L); ++t) {
         const std::size_t i = row + t;
