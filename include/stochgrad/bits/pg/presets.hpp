@@ -17,6 +17,7 @@
 /// | RLOO (TRL) | `score_function<rloo_loss>` | `leave_one_out` | `no_normalizer` (`normalize_advantages`: `batch_whiten`) | `optim::adam<>` |
 /// | REINFORCE | `score_function<>` | `no_baseline` (with a baseline: `group_mean`) | `no_normalizer` | `optim::adam<>` |
 /// | GRPO advantages + SGD | `score_function<>` | `group_mean` | `group_std` | `optim::sgd<>` |
+/// | CISPO, or any HPT composition (unified.hpp) | `score_function<cispo_estimator>(cispo_estimator{.mask = {1.0, 0.28}})` | `group_mean` | `group_std` | any |
 ///
 /// Surrogate options (clip ranges, KL beta with `ref_logp`, aggregation) are runtime values of the
 /// loss; PPO iterations per generation batch are `score_function_options::iterations`.
