@@ -3,6 +3,8 @@
 // Reinforce-Ada successive elimination with its pool baseline (§5.1, §5.2, §11).
 #include <cmath>
 #include <set>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include <stochgrad/stochgrad.hpp>
@@ -122,6 +124,57 @@ TEST_CASE("Beta/Thompson selection prefers informative samples and is reproducib
   bt.advance();
   CHECK(bt.draw(0) != d0);
   CHECK_THROWS_AS(bt.select(cand, 21), invalid_argument);
+}
+
+TEST_CASE("Beta/Thompson selector: save, load, continue = uninterrupted; bad states refused", "[pg][sampler][state]") {
+  const beta_thompson_options o{.prior_decay = 0.95, .seed = 17};
+  const std::size_t n = 40;
+  std::vector<std::size_t> all(n);
+  for (std::size_t i = 0; i < n; ++i) all[i] = i;
+  // One training step: select 8, observe them (k successes of 4 from a fixed rule), advance.
+  auto run = [&](beta_thompson& s, std::size_t steps, std::vector<std::size_t>& picks) {
+    for (std::size_t t = 0; t < steps; ++t) {
+      const auto sel = s.select(all, 8);
+      const std::vector<std::size_t> chosen(sel.begin(), sel.end());
+      for (const std::size_t i : chosen) {
+        picks.push_back(i);
+        s.observe(i, (i * 7 + t) % 5 == 0 ? 4 : (i + t) % 3, 4);
+      }
+      s.advance();
+    }
+  };
+  beta_thompson a(n, o), b(n, o);
+  std::vector<std::size_t> pa, pb;
+  run(a, 10, pa);
+  std::stringstream ss;
+  a.save(ss);
+  const std::string saved = ss.str();
+  run(a, 10, pa);  // uninterrupted
+  {
+    std::stringstream in(saved);
+    b.load(in);
+  }
+  CHECK(b.step() == 10);
+  run(b, 10, pb);
+  CHECK(std::vector<std::size_t>(pa.begin() + 80, pa.end()) == pb);
+  for (std::size_t i = 0; i < n; ++i) CHECK(a.posterior(i) == b.posterior(i));
+
+  beta_thompson c(n, o);
+  const auto keep = c.posterior(3);
+  std::stringstream truncated(saved.substr(0, saved.size() / 2));
+  CHECK_THROWS_AS(c.load(truncated), state_error);
+  std::string corrupt = saved;
+  corrupt[corrupt.size() / 2] = static_cast<char>(corrupt[corrupt.size() / 2] ^ 0x5a);
+  std::stringstream bad(corrupt);
+  CHECK_THROWS_AS(c.load(bad), state_error);
+  beta_thompson other_size(n + 1, o);
+  std::stringstream s1(saved);
+  CHECK_THROWS_AS(other_size.load(s1), state_error);
+  beta_thompson other_seed(n, beta_thompson_options{.prior_decay = 0.95, .seed = 18});
+  std::stringstream s2(saved);
+  CHECK_THROWS_AS(other_seed.load(s2), state_error);
+  CHECK(c.posterior(3) == keep);
+  CHECK(c.step() == 0);
 }
 
 TEST_CASE("§5.1/§5.2 Reinforce-Ada: scripted pool of 3 positives and 13 negatives", "[pg][sampler][worked]") {

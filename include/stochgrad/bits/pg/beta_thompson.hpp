@@ -24,13 +24,17 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <istream>
+#include <ostream>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../rng/noise.hpp"
+#include "../stepper/serialize.hpp"
 
 namespace stochgrad {
 
@@ -173,6 +177,35 @@ class beta_thompson {
     return {order_.data(), count};
   }
 
+  /// Writes the beliefs, the steps they were last observed and the step counter (the saved-state
+  /// format of serialize.hpp, with the options' seed, priors and decays to check against on load).
+  void save(std::ostream& os) const {
+    state_writer w;
+    auto self = const_cast<beta_thompson*>(this);  // archive() is shared with loading; nothing is modified here
+    beta_thompson_image img{alpha_, beta_, seen_, step_};
+    self->archive(w, img);
+    w.finish(os);
+  }
+
+  /// Restores what `save` wrote, so selection continues with the same draws as without the
+  /// interruption. Options come from the constructor and must equal the saved ones.
+  /// @throws state_error for truncated or corrupt input, another sample count or other options;
+  ///         the selector is then untouched
+  void load(std::istream& is) {
+    state_reader r(is);
+    beta_thompson_image img;
+    archive(r, img);
+    r.finish();
+    if (img.alpha.size() != alpha_.size() || img.beta.size() != alpha_.size() || img.seen.size() != alpha_.size()) {
+      throw state_error("beta_thompson::load: state of " + std::to_string(img.alpha.size()) +
+                        " samples cannot be loaded into a selector of " + std::to_string(alpha_.size()));
+    }
+    alpha_ = std::move(img.alpha);
+    beta_ = std::move(img.beta);
+    seen_ = std::move(img.seen);
+    step_ = img.step;
+  }
+
   /// The Thompson draw p_i ~ Beta(posterior(i)) used by `select` at the current step.
   double draw(std::size_t i) const {
     const auto [a, b] = posterior(i);
@@ -182,6 +215,34 @@ class beta_thompson {
   }
 
  private:
+  struct beta_thompson_image {
+    std::vector<double> alpha, beta;
+    std::vector<std::uint64_t> seen;
+    std::uint64_t step = 0;
+  };
+
+  template <class Ar>
+  void archive(Ar& ar, beta_thompson_image& img) {
+    std::string kind = "beta_thompson";
+    ar.field("sampler", kind);
+    if (kind != "beta_thompson") throw state_error("beta_thompson::load: not a beta_thompson state ('" + kind + "')");
+    // The options are written and compared, not restored: they belong to the constructor.
+    std::uint64_t seed = o_.seed;
+    double pa = o_.prior_alpha, pb = o_.prior_beta, dc = o_.decay, pd = o_.prior_decay;
+    ar.field("seed", seed);
+    ar.field("prior_alpha", pa);
+    ar.field("prior_beta", pb);
+    ar.field("decay", dc);
+    ar.field("prior_decay", pd);
+    if (seed != o_.seed || pa != o_.prior_alpha || pb != o_.prior_beta || dc != o_.decay || pd != o_.prior_decay) {
+      throw state_error("beta_thompson::load: the state was saved with other options (seed, priors or decays)");
+    }
+    ar.field("alpha", img.alpha);
+    ar.field("beta", img.beta);
+    ar.field("seen", img.seen);
+    ar.field("step", img.step);
+  }
+
   void check_index(std::size_t i) const {
     detail::require(i < alpha_.size(), "beta_thompson", "sample index", static_cast<double>(i), "< samples()");
   }
