@@ -89,9 +89,11 @@ STOCHGRAD_ALWAYS_INLINE void for_noise_chunks(std::size_t b, std::size_t e, cons
 
 /// Bytes ahead of the current chunk that the in-place noise kernels prefetch. The noise
 /// generation keeps the core busy for long enough per cache line that the hardware prefetchers
-/// alone leave the in-place pass partly latency bound out of cache; a software prefetch 4 KiB
-/// ahead made the Gaussian pass 15-20 % faster at N = 1e8 (AVX-512 Xeon, one core).
-inline constexpr std::size_t prefetch_bytes = 4096;
+/// alone leave the in-place pass partly latency bound out of cache. Without the software prefetch
+/// the Rademacher pass took 0.64 ns/elem at N = 1e8 (AVX-512, one core); 1 or 2 KiB ahead gave
+/// 0.46-0.48 (Gaussian 0.65-0.68, MeZO step 1.90-1.94), 4 KiB 0.51-0.53 (0.70-0.71, 1.99-2.13),
+/// 8-16 KiB 0.51-0.52 (0.70-0.73), all measured alternately in the same session.
+inline constexpr std::size_t prefetch_bytes = 2048;
 
 STOCHGRAD_ALWAYS_INLINE void prefetch_for_write(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
