@@ -215,16 +215,14 @@ struct unified_estimator {
     double M_tokens = 0.0;
     std::size_t active_rows = 0;
     for (std::size_t n = 0; n < B; ++n) {
-      double cnt = 0.0;
-      for (std::size_t t = 0; t < L; ++t) cnt += detail::mask_at(b.mask, n * L + t);
+      const double cnt = detail::mask_sum(b.mask, n * L, L);
       M_tokens += cnt;
       active_rows += cnt != 0.0 ? 1 : 0;
     }
     double zeroed = 0.0;
     for (std::size_t n = 0; n < B; ++n) {
       const std::size_t row = n * L;
-      double cnt = 0.0;
-      for (std::size_t t = 0; t < L; ++t) cnt += detail::mask_at(b.mask, row + t);
+      const double cnt = detail::mask_sum(b.mask, row, L);  // the clipped surrogate's count
       const double W = detail::row_weight(reduce, cnt, M_tokens, B, L, active_rows);
       double seq_ratio = 1.0;
       if constexpr (Reference::per_sequence) {
