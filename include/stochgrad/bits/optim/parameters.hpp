@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -69,8 +70,22 @@ class parameters {
   /// An empty set with one default group.
   parameters() { groups_.emplace_back(); }
 
-  /// A set holding one tensor in the default group.
-  explicit parameters(std::span<T> tensor) : parameters() { add(tensor); }
+  /// A set holding one tensor in the default group. Implicit: a span is a view of memory the
+  /// caller owns, so `mezo<float> m(std::span<float>(w), ...)` needs no `parameters<float>(...)`.
+  parameters(std::span<T> tensor) : parameters() { add(tensor); }  // NOLINT(google-explicit-constructor)
+
+  /// A set holding one contiguous range (`std::vector<T>&`, `std::array<T, N>&`, ...) in the default
+  /// group, viewed in place: `stochgrad::mezo<float> m(w, {.lr = 1e-3}, {.eps = 1e-3});`.
+  /// Implicit, but for lvalues only: a temporary range would be destroyed before the first step
+  /// (the trap an implicit conversion from an rvalue would set), so `parameters<T>(std::vector<T>(n))`
+  /// does not compile.
+  template <class R>
+    requires(!std::is_same_v<std::remove_cvref_t<R>, parameters> && !std::is_same_v<std::remove_cvref_t<R>, std::span<T>> &&
+             std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
+             std::is_same_v<std::ranges::range_value_t<R>, T> &&
+             std::is_convertible_v<decltype(std::ranges::data(std::declval<R&>())), T*>)
+  parameters(R& range)  // NOLINT(google-explicit-constructor)
+      : parameters(std::span<T>(std::ranges::data(range), std::ranges::size(range))) {}
 
   /// Adds a group with its own options; returns its index.
   /// @throws invalid_argument for a negative lr_scale, lr or weight decay.

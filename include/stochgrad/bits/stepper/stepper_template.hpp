@@ -30,6 +30,33 @@
 
 namespace stochgrad {
 
+namespace detail {
+/// Stands for the options of a policy that has none (so the options constructor below is well
+/// formed for every composition).
+struct no_policy_options {};
+template <class P>
+struct policy_options {
+  using type = no_policy_options;
+};
+template <class P>
+  requires requires { typename P::options_type; }
+struct policy_options<P> {
+  using type = typename P::options_type;
+};
+/// `P::options_type`, the aggregate a policy is built from, or no_policy_options.
+template <class P>
+using policy_options_t = typename policy_options<P>::type;
+/// Builds policy P from its options (or default-constructs a policy without options).
+template <class P>
+P from_options(const policy_options_t<P>& o) {
+  if constexpr (std::is_same_v<policy_options_t<P>, no_policy_options>) {
+    return P{};
+  } else {
+    return P(o);
+  }
+}
+}  // namespace detail
+
 /// What kind of samples an estimator draws (ARCHITECTURE §2).
 enum class estimator_family {
   first_order,      ///< the caller's gradient
@@ -124,6 +151,22 @@ class stepper {
         opt_state_(opt_.template init<T>(params_)) {
     if (params_.empty()) throw invalid_argument("stepper: the parameter set is empty");
   }
+
+  /// Builds a stepper from the optimizer's and the estimator's options, without naming the policy
+  /// types (baseline and normalizer default-constructed):
+  /// @code
+  /// std::vector<float> w(256, 1.0f);
+  /// stochgrad::mezo<float> m(w, {.lr = 1e-3}, {.eps = 1e-3});   // sgd_options, difference_options
+  /// stochgrad::adan<float> a(w, {.lr = 1e-3, .weight_decay = 0.02});
+  /// @endcode
+  /// The order is the constructor's throughout (parameters, optimizer, estimator, baseline,
+  /// normalizer): the optimizer comes first because it is the policy set most often. Schedules and
+  /// masks take their defaults; to set them, pass the policy objects instead.
+  /// @throws invalid_argument from the policies' validation, or for an empty parameter set.
+  stepper(parameters<T> params, detail::policy_options_t<Optimizer> opt, detail::policy_options_t<Estimator> est = {},
+          executor ex = {})
+    requires(!std::is_same_v<detail::policy_options_t<Optimizer>, detail::no_policy_options>)
+      : stepper(std::move(params), Optimizer(opt), detail::from_options<Estimator>(est), Baseline{}, Normalizer{}, ex) {}
 
   /// Builds a stepper that runs its kernels on `ex` (e.g. a thread_pool), with default-constructed
   /// baseline and normalizer policies: `mezo<float> s(params, sgd, two_point, pool);`.

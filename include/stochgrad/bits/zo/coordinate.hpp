@@ -42,6 +42,7 @@ struct coordinate_options {
 class coordinate_wise {
  public:
   static constexpr const char* name = "coordinate_wise";  ///< identifies the estimator in saved state
+  using options_type = coordinate_options;  ///< what `stepper(params, opt, {.mu = ...})` builds it from
   static constexpr estimator_family family = estimator_family::zeroth_order;  ///< losses at perturbed points
 
   /// Sized state: the estimate buffer (not saved) and the call counter.

@@ -157,6 +157,7 @@ class difference_estimator {
   using direction_type = direction_t<Dir, Gen>;  ///< the direction policy object
   using schedule_type = Schedule;                ///< perturbation schedule (eps factor, q)
   using mask_type = Mask;                        ///< no_mask or magnitude_mask
+  using options_type = difference_options;       ///< what `stepper(params, opt, {.eps = ...})` builds it from
   /// Sized state (see difference_state).
   template <class T>
   using state = difference_state<T>;

@@ -115,6 +115,7 @@ template <schedule_policy Schedule = constant_schedule>
 class gc_spsa_sgd {
  public:
   static constexpr const char* name = "gc_spsa";  ///< identifier in saved state
+  using options_type = gc_spsa_options;  ///< what `stepper(params, {.lr = ...})` builds it from
   template <class T>
   using state = gc_spsa_state<T>;
 
