@@ -20,7 +20,7 @@
 #include <stochgrad/bits/optim/optim.hpp>
 #include <stochgrad/bits/outcome/outcome.hpp>
 #include <stochgrad/bits/pg/pg.hpp>
-#include <stochgrad/bits/stepper/presets.hpp>
+#include <stochgrad/presets.hpp>
 #include <stochgrad/bits/zo/zo.hpp>
 
 #include "harness.hpp"

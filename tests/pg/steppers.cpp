@@ -107,7 +107,8 @@ TEST_CASE("compositions: BNPO, Dr. GRPO, REINFORCE, batch-std GRPO, GRPO + SGD, 
   SECTION("bnpo preset") {
     std::vector<double> theta = theta0, ref = theta0;
     bnpo<double> s(parameters<double>(std::span<double>(theta)), adam);
-    const auto h = hand_step(ro, ref, bnpo_mean{}, beta_normalizer{}, surrogate_options{});
+    // The preset's loss is BNPO's own (its run.sh on verl: clip 0.2/0.28, dual clip 10, seq-mean-token-sum).
+    const auto h = hand_step(ro, ref, bnpo_mean{}, beta_normalizer{}, paper::bnpo_loss::options());
     const auto rep = s.step(ro.batch(), ro.layout, ro.vjp(theta));
     apply_first_order(adam, ref, h.grad);
     CHECK(same_bits(theta, ref));
@@ -632,7 +633,8 @@ TEST_CASE("float steppers: grpo<float> matches the hand-composed float step", "[
 
 TEST_CASE("presets are aliases of the one stepper template", "[pg][stepper]") {
   STATIC_REQUIRE(std::is_same_v<grpo<float>, stepper<score_function<>, group_mean, group_std, optim::adam<>, float>>);
-  STATIC_REQUIRE(std::is_same_v<bnpo<double>, stepper<score_function<>, bnpo_mean, beta_normalizer, optim::adam<>, double>>);
+  STATIC_REQUIRE(std::is_same_v<bnpo<double>, stepper<with_defaults<score_function<>, paper::bnpo_loss>, bnpo_mean,
+                                                      beta_normalizer, optim::adam<>, double>>);
   STATIC_REQUIRE(std::is_same_v<rloo<>, stepper<score_function<rloo_loss>, leave_one_out, no_normalizer, optim::adam<>, float>>);
   STATIC_REQUIRE(score_function<>::family == estimator_family::policy_gradient);
   CHECK(grpo<float>::kind() == "score_function/group_mean/group_std/adam/float32");

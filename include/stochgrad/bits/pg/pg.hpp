@@ -15,4 +15,3 @@
 #include "reinforce_ada.hpp"
 #include "rloo_loss.hpp"
 #include "score_function.hpp"
-#include "presets.hpp"

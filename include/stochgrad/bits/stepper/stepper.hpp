@@ -5,6 +5,5 @@
 #pragma once
 
 #include "first_order.hpp"
-#include "presets.hpp"
 #include "serialize.hpp"
 #include "stepper_template.hpp"

@@ -42,6 +42,5 @@
 #include "kernels.hpp"
 #include "mask.hpp"
 #include "objective.hpp"
-#include "presets.hpp"
 #include "replay_log.hpp"
 #include "schedules.hpp"

@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// @brief The presets index: every named method of stochgrad, as a one-line alias of `stepper`,
+/// with the paper it comes from, the header that implements its mechanism and its update.
+///
+/// | method (paper) | alias | mechanism (header) | update |
+/// |---|---|---|---|
+/// | MeZO (Malladi et al. 2023) | `mezo` | `zo::two_point<gaussian>` (zo/difference.hpp), `optim::sgd` | g = (f(θ+εz) − f(θ−εz))/(2ε), θ ← θ − lr (g z + λθ) |
+/// | Sparse MeZO (Liu et al. 2024, arXiv 2402.15751) | `sparse_mezo` | `zo::magnitude_mask` (zo/mask.hpp) | MeZO on v = m ⊙ z, m = 1 on the smallest-magnitude (1 − s) of each tensor |
+/// | SPSA (Spall 1992, 1998) | `spsa` | `zo::two_point<rademacher, zo::spall_perturbation>`, `optim::sgd<spall_gain>` | c_k = c/(k+1)^γ, a_k = a/(k+1+A)^α, θ ← θ − a_k (y₊ − y₋)/(2c_k) Δ |
+/// | SPSA-GC of BlackVIP (Oh et al. 2023) | `spsa_gc` | `segmented_uniform` directions, Nesterov `optim::sgd<spall_gain>` | ĝ_i = (y₊ − y₋)/(2c_k Δ_i), m ← βm + ĝ, θ ← θ − a_k (ĝ + βm) |
+/// | GC-SPSA of DREAM | `gc_spsa` | `zo::dream_schedule`, `zo::gc_spsa_sgd` (zo/gc_spsa.hpp) | q_e = max(1, ⌊4/2^⌊e/2⌋⌋), m ← b m + Σ_j g_j z_j/q_e, b = γ N/(N + q_e) |
+/// | RGE (ZO-AE-DS, Zhang et al. 2022) | `rge` | `zo::one_sided<unit_sphere>` | ĝ = (d/q) Σ_k (f(x+μu_k) − f(x))/μ u_k, u_k uniform on the sphere |
+/// | CGE (ZO-AE-DS) | `cge` | `zo::coordinate_wise` (zo/coordinate.hpp) | ĝ_i = (f(x+μe_i) − f(x−μe_i))/(2μ) |
+/// | antithetic evolution strategies (Salimans et al. 2017) | `antithetic_es` | `zo::two_point` with q pairs, `group_mean`, `group_std` | ĝ = Σ_j w_j z_j, w = standardised loss differences |
+/// | GRPO (Shao et al. 2024; TRL) | `grpo` | `score_function<>` (pg/score_function.hpp, pg/surrogate.hpp), `group_mean`, `group_std` | A = (r − mean_g r)/(std_g r + 1e-4), L = −Σ min(ρA, clip(ρ, 1−ε, 1+ε)A)/N |
+/// | Dr. GRPO (Liu et al. 2025) | `dr_grpo` | `loss_aggregation::dr_grpo`, no std normalisation | A = r − mean_g r, L = −Σ min(ρA, clip(ρ)A)/(B L_max) |
+/// | DAPO (Yu et al. 2025) | `dapo` | clip-higher ε_high = 0.28, token-level ("dapo") aggregation | as GRPO with clip(ρ, 1 − 0.2, 1 + 0.28) |
+/// | GSPO (Zheng et al. 2025; TRL) | `gspo` | `ratio_level::sequence`, ε = 3e-4 / 4e-4 | s_i = exp(mean_t (log π − log π_old)), L = −mean_i min(s_i A_i, clip(s_i) A_i) |
+/// | CISPO (MiniMax-M1, 2025) | `cispo` | `unified_estimator<cispo_mask, ...>` (pg/unified.hpp) | L = −Σ sg(clip(ρ, 0, 1 + 0.28)) A log π / N |
+/// | BNPO (Xiao et al. 2025, arXiv 2506.02864) | `bnpo` | `bnpo_mean`, `beta_normalizer` (outcome/beta.hpp) | A = (r − p)/f_Beta(p; α, β) fitted per batch, verl dual-clip surrogate |
+/// | RLOO (Ahmadian et al. 2024; TRL) | `rloo` | `score_function<rloo_loss>`, `leave_one_out` | A_i = r_i − mean_{j≠i} r_j, sequence-level clipped ratio |
+/// | REINFORCE (Williams 1992) | `reinforce` | `score_function<>`, `no_baseline` | coefficient −A per token |
+/// | Adan (Xie et al. 2022; sail-sg, timm) | `adan` | `first_order`, `optim::adan` (optim/adan.hpp) | m, v, n moments of g and g − g_prev, proximal weight decay |
+/// | VADE (arXiv 2511.18902), prompt selection | `vade_sampler` | `beta_thompson` (pg/beta_thompson.hpp) | Thompson draws from decayed Beta beliefs of each prompt's success rate |
+///
+/// **Defaults.** Where a paper's released code fixes hyper-parameters that differ from a policy's
+/// generic defaults, the preset's policy is `with_defaults<P, D>`: default-constructing it gives
+/// the paper's values (so `spsa_gc<float> s(params)` *is* BlackVIP's method, `bnpo<float> s(params)`
+/// uses BNPO's loss options). Such a policy is built either from those defaults or from a whole
+/// policy object (`optim::sgd<spall_gain>(...)`), never from a partial option list, because the
+/// fields a designated initializer leaves out would silently take the generic defaults instead of
+/// the paper's. Learning rates are always the caller's: the papers' (MeZO 1e-6, TRL GRPO 1e-6,
+/// BNPO 1e-6 with 10 warm-up steps, sail-sg Adan 1e-3) are given in each alias's comment.
+#pragma once
+
+#include <utility>
+
+#include "bits/optim/adam.hpp"
+#include "bits/optim/adan.hpp"
+#include "bits/optim/schedule.hpp"
+#include "bits/optim/sgd.hpp"
+#include "bits/outcome/outcome.hpp"
+#include "bits/pg/beta_thompson.hpp"
+#include "bits/pg/rloo_loss.hpp"
+#include "bits/pg/score_function.hpp"
+#include "bits/pg/surrogate.hpp"
+#include "bits/pg/unified.hpp"
+#include "bits/rng/noise.hpp"
+#include "bits/stepper/first_order.hpp"
+#include "bits/stepper/stepper_template.hpp"
+#include "bits/zo/coordinate.hpp"
+#include "bits/zo/difference.hpp"
+#include "bits/zo/directions.hpp"
+#include "bits/zo/gc_spsa.hpp"
+#include "bits/zo/mask.hpp"
+#include "bits/zo/schedules.hpp"
+
+namespace stochgrad {
+
+/// Policy `P` whose default constructor gives a paper's hyper-parameters, `D::make()`; every other
+/// constructor, its state, its name in saved state and its behaviour are P's.
+/// It deliberately has no `options_type`, so a stepper cannot be built from a partial option list
+/// for it (see the presets index above): pass a whole `P` instead.
+template <class P, class D>
+struct with_defaults : P {
+  using P::P;
+  using options_type = detail::no_policy_options;  ///< hides P's: no construction from a partial option list
+  /// The paper's hyper-parameters (see D).
+  with_defaults() : P(D::make()) {}
+  /// Any P converts: hyper-parameters you choose replace the paper's as a whole. Implicit, so a
+  /// preset takes the plain policy object: `spsa_gc<float> s(x, optim::sgd<spall_gain>(...))`.
+  with_defaults(P p) : P(std::move(p)) {}  // NOLINT(google-explicit-constructor)
+};
+
+/// Hyper-parameters of the papers' released code, as `with_defaults` takes them.
+namespace paper {
+/// BlackVIP's SPSA-GC gains (trainers/blackvip.py; the ViT-B/16 config and scripts/blackvip/tl_bench.sh:
+/// o = A = 1, a = 0.01, alpha = 0.4, Nesterov beta = 0.9; BlackVIP's k starts at 1, so its
+/// a/(k + o)^alpha is spall_gain's a/(k + 1 + A)^alpha with A = o).
+struct blackvip_optimizer {
+  static optim::sgd<spall_gain> make() {
+    return optim::sgd<spall_gain>({.lr = 0.01, .momentum = 0.9, .nesterov = true}, spall_gain{.A = 1.0, .alpha = 0.4});
+  }
+};
+/// BlackVIP's perturbation: c = 0.01, gamma = 0.1 (ViT-B/16 config), q = SP_AVG = 5 (train.py).
+struct blackvip_estimator {
+  static zo::two_point<segmented_uniform, zo::spall_perturbation> make() {
+    return zo::two_point<segmented_uniform, zo::spall_perturbation>({.eps = 0.01, .q = 5}, zo::spall_perturbation{.gamma = 0.1});
+  }
+};
+/// DREAM's GC-SPSA estimator: zo_eps = 1e-3 and q = 4 directions at the start, halved every two
+/// epochs by the dream_schedule (src/trainer.py).
+struct dream_estimator {
+  static zo::two_point<gaussian, zo::dream_schedule> make() {
+    return zo::two_point<gaussian, zo::dream_schedule>({.eps = 1e-3, .q = 4});
+  }
+};
+/// ZO-AE-DS's RGE: mu = 0.005, q = 192 directions (AE_DS_train.py defaults).
+struct zo_ae_ds_rge {
+  static zo::one_sided<unit_sphere> make() { return zo::one_sided<unit_sphere>({.eps = 0.005, .q = 192}); }
+};
+/// BNPO's loss (recipe/bnpo/run.sh on its verl fork): clip 0.2 / 0.28, dual clip c = 10,
+/// "seq-mean-token-sum" aggregation, no KL.
+struct bnpo_loss {
+  /// The surrogate options alone (verl conventions, eps_high 0.28, dual clip 10, seq-mean-token-sum).
+  static surrogate_options options() {
+    surrogate_options o = surrogate_options::verl();
+    o.eps_high = 0.28;
+    o.dual_clip = 10.0;
+    o.aggregation = loss_aggregation::seq_mean_token_sum;
+    return o;
+  }
+  static score_function<> make() { return score_function<>(options()); }
+};
+/// Dr. GRPO (Liu et al. 2025): the sum of per-token terms over B L_max (L_max = the padded length
+/// unless `max_completion_length` is set), no std normalisation of the advantages (the alias's
+/// normalizer).
+struct dr_grpo_loss {
+  static score_function<> make() {
+    surrogate_options o;
+    o.aggregation = loss_aggregation::dr_grpo;
+    return score_function<>(o);
+  }
+};
+/// DAPO (Yu et al. 2025): clip-higher eps_high = 0.28 with token-level aggregation (TRL's "dapo").
+/// DAPO's dynamic sampling and overlong reward shaping act on the batch before the step.
+struct dapo_loss {
+  static score_function<> make() {
+    surrogate_options o;
+    o.eps_high = 0.28;
+    return score_function<>(o);
+  }
+};
+/// GSPO (Zheng et al. 2025) as TRL's paper index sets it: sequence-level ratios, eps 3e-4 / 4e-4
+/// (GSPO v2 §5.1), loss "grpo" (mean over sequences of the token mean), no KL.
+struct gspo_loss {
+  static score_function<> make() {
+    surrogate_options o;
+    o.level = ratio_level::sequence;
+    o.eps_low = 3e-4;
+    o.eps_high = 4e-4;
+    o.aggregation = loss_aggregation::seq_mean_token_mean;
+    return score_function<>(o);
+  }
+};
+/// CISPO (MiniMax-M1): the importance weight is clipped and stopped, no lower bound
+/// (eps_low = 1), upper bound 1 + 0.28 (Trinity-RFT's default for the paper's tuned eps_high).
+struct cispo_loss {
+  static score_function<cispo_estimator> make() {
+    return score_function<cispo_estimator>(cispo_estimator{cispo_mask{1.0, 0.28}, {}, {}, {}});
+  }
+};
+}  // namespace paper
+
+// ---------------------------------------------------------------------------------------------
+// First order
+
+/// Adan on the caller's gradients (sail-sg/timm semantics; paper lr 1e-3, weight decay 0.02):
+/// `stochgrad::adan<float> s(w, {.lr = 1e-3, .weight_decay = 0.02});` then `s.step(gradient)`.
+template <class T = float>
+using adan = stepper<first_order, no_baseline, no_normalizer, optim::adan<>, T>;
+
+// ---------------------------------------------------------------------------------------------
+// Zeroth order
+
+/// MeZO (Malladi et al. 2023): Gaussian two-point estimate, seed trick, SGD with coupled weight
+/// decay (MeZO's full-parameter lr 1e-6 or 1e-7, eps 1e-3; exclude biases/norms with a group
+/// `decay = false`): `stochgrad::mezo<float> m(w, {.lr = 1e-6}, {.eps = 1e-3});`.
+template <class T = float>
+using mezo = stepper<zo::two_point<gaussian>, no_baseline, no_normalizer, optim::sgd<>, T>;
+
+/// Sparse MeZO (arXiv 2402.15751): MeZO on the smallest-magnitude 25 % of each tensor (sparsity 0.75).
+template <class T = float>
+using sparse_mezo = stepper<zo::two_point<gaussian, constant_schedule, zo::magnitude_mask>, no_baseline, no_normalizer,
+                            optim::sgd<>, T>;
+
+/// Spall's SPSA: Rademacher two-point estimate with c_k = c/(k+1)^0.101, SGD with
+/// a_k = a/(k+1+A)^0.602 (Spall's practical exponents; A about 10 % of the iterations, c about the
+/// noise level, a from the first steps' size are problem-dependent: pass them).
+template <class T = float>
+using spsa = stepper<zo::two_point<rademacher, zo::spall_perturbation>, no_baseline, no_normalizer,
+                     optim::sgd<spall_gain>, T>;
+
+/// SPSA-GC of **BlackVIP** (Oh et al., CVPR 2023), not DREAM's GC-SPSA (`gc_spsa`): segmented-uniform
+/// perturbations in the 1/Δ form, Nesterov momentum 0.9, BlackVIP's gains by default
+/// (paper::blackvip_optimizer, paper::blackvip_estimator).
+template <class T = float>
+using spsa_gc = stepper<with_defaults<zo::two_point<segmented_uniform, zo::spall_perturbation>, paper::blackvip_estimator>,
+                        no_baseline, no_normalizer, with_defaults<optim::sgd<spall_gain>, paper::blackvip_optimizer>, T>;
+
+/// GC-SPSA of **DREAM**, not BlackVIP's SPSA-GC (`spsa_gc`): Gaussian directions with the q_e / eps_e
+/// schedule and the direction-count-adaptive momentum (lr 1e-6, gamma 1.2 by default).
+template <class T = float>
+using gc_spsa = stepper<with_defaults<zo::two_point<gaussian, zo::dream_schedule>, paper::dream_estimator>, no_baseline,
+                        no_normalizer, zo::gc_spsa_sgd<>, T>;
+
+/// RGE (ZO-AE-DS): forward differences along q = 192 unit-sphere directions, mu = 0.005, scaled by d/q.
+template <class T = float>
+using rge = stepper<with_defaults<zo::one_sided<unit_sphere>, paper::zo_ae_ds_rge>, no_baseline, no_normalizer, optim::sgd<>, T>;
+
+/// CGE (ZO-AE-DS): coordinate-wise central differences, mu = 0.005 (2d evaluations per step).
+template <class T = float>
+using cge = stepper<zo::coordinate_wise, no_baseline, no_normalizer, optim::sgd<>, T>;
+
+/// Antithetic evolution strategies: q Gaussian pairs, outcomes shaped by the group mean and std.
+template <class T = float>
+using antithetic_es = stepper<zo::two_point<gaussian>, group_mean, group_std, optim::sgd<>, T>;
+
+// ---------------------------------------------------------------------------------------------
+// Policy gradient (the framework user supplies rewards, log-probs and a vector-Jacobian callback)
+
+/// GRPO (Shao et al. 2024) with TRL's defaults: eps 0.2, "dapo" aggregation, no KL, group std +
+/// 1e-4 (TRL's learning rate 1e-6): `stochgrad::grpo<float> g(theta, {.lr = 1e-6});`.
+template <class T = float>
+using grpo = stepper<score_function<>, group_mean, group_std, optim::adam<>, T>;
+
+/// Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): group-mean baseline without
+/// std normalisation, loss summed over tokens and divided by B L_max.
+template <class T = float>
+using dr_grpo = stepper<with_defaults<score_function<>, paper::dr_grpo_loss>, group_mean, no_normalizer, optim::adam<>, T>;
+
+/// DAPO (Yu et al. 2025): GRPO's advantages with clip-higher (eps_high 0.28) and token-level aggregation.
+template <class T = float>
+using dapo = stepper<with_defaults<score_function<>, paper::dapo_loss>, group_mean, group_std, optim::adam<>, T>;
+
+/// GSPO (Zheng et al. 2025): sequence-level importance ratios, clip 3e-4 / 4e-4.
+template <class T = float>
+using gspo = stepper<with_defaults<score_function<>, paper::gspo_loss>, group_mean, group_std, optim::adam<>, T>;
+
+/// CISPO (MiniMax-M1, 2025): clipped, stopped importance weights that drop no token.
+template <class T = float>
+using cispo = stepper<with_defaults<score_function<cispo_estimator>, paper::cispo_loss>, group_mean, group_std,
+                      optim::adam<>, T>;
+
+/// BNPO (arXiv 2506.02864): per-prompt expected reward as the baseline, Beta-density normalisation
+/// fitted per batch (rewards in [0, 1] by default: `bnpo_options`), BNPO's loss options
+/// (paper::bnpo_loss; its run.sh also uses lr 1e-6, 10 warm-up steps, gradient clipping at 1).
+template <class T = float>
+using bnpo = stepper<with_defaults<score_function<>, paper::bnpo_loss>, bnpo_mean, beta_normalizer, optim::adam<>, T>;
+
+/// RLOO (Ahmadian et al. 2024, TRL semantics): sequence-level clipped ratio of summed log-probs,
+/// leave-one-out baseline, no normalisation.
+template <class T = float>
+using rloo = stepper<score_function<rloo_loss>, leave_one_out, no_normalizer, optim::adam<>, T>;
+
+/// REINFORCE (Williams 1992) without a baseline: coefficient −A per token (on-policy ratio 1).
+template <class T = float>
+using reinforce = stepper<score_function<>, no_baseline, no_normalizer, optim::adam<>, T>;
+
+/// VADE (arXiv 2511.18902) prompt selection as far as its abstract specifies it: Thompson sampling
+/// from per-prompt Beta beliefs of the success rate, decayed toward the prior. The paper's code was
+/// not available; the decay rules and defaults are stochgrad's (see beta_thompson).
+using vade_sampler = beta_thompson;
+
+}  // namespace stochgrad
