@@ -167,5 +167,5 @@ TEST_CASE("every optimizer models the optimizer_policy concept for float and dou
   STATIC_REQUIRE(optimizer_policy<optim::adan<spall_gain>, double>);
   STATIC_REQUIRE(!optimizer_policy<int, float>);
   STATIC_REQUIRE(!optimizer_policy<optim::adan<>, int>);
-  STATIC_REQUIRE(std::string_view(optim::adamw<>::name) == "adamw");
+  STATIC_REQUIRE(std::string_view(optim::adamw<>::name) == "adamw<constant>");
 }

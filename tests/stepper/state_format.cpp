@@ -41,9 +41,9 @@ void require_load_fails_untouched(adan<double>& s, const std::string& bytes, con
 }  // namespace
 
 TEST_CASE("stepper state: kind names all four policies and the scalar type", "[stepper][state]") {
-  CHECK(adan<float>::kind() == "first_order/no_baseline/no_normalizer/adan/float32");
-  CHECK(grpo<double>::kind() == "score_function/group_mean/group_std/adam/float64");
-  CHECK(bnpo<double>::kind() == "score_function/bnpo_mean/beta_normalizer/adam/float64");
+  CHECK(adan<float>::kind() == "first_order/no_baseline/no_normalizer/adan<constant>/float32");
+  CHECK(grpo<double>::kind() == "score_function/group_mean/group_std/adam<constant>/float64");
+  CHECK(bnpo<double>::kind() == "score_function/bnpo_mean/beta_normalizer/adam<constant>/float64");
 }
 
 TEST_CASE("stepper state: corrupt, truncated, foreign and mismatched files are refused", "[stepper][state]") {

@@ -149,13 +149,19 @@ TEST_CASE("objective call forms and results", "[zo][composition]") {
 }
 
 TEST_CASE("names identify the composition in saved state", "[zo][composition]") {
-  CHECK(mezo<float>::kind() == "two_point_gaussian/no_baseline/no_normalizer/sgd/float32");
-  CHECK(spsa<double>::kind() == "two_point_rademacher/no_baseline/no_normalizer/sgd/float64");
-  CHECK(sparse_mezo<float>::kind() == "two_point_gaussian_masked/no_baseline/no_normalizer/sgd/float32");
-  CHECK(rge<float>::kind() == "one_sided_unit_sphere/no_baseline/no_normalizer/sgd/float32");
-  CHECK(cge<float>::kind() == "coordinate_wise/no_baseline/no_normalizer/sgd/float32");
-  CHECK(gc_spsa<float>::kind() == "two_point_gaussian/no_baseline/no_normalizer/gc_spsa/float32");
-  CHECK(spsa_gc<float>::kind() == "two_point_segmented_uniform/no_baseline/no_normalizer/sgd/float32");
+  CHECK(mezo<float>::kind() ==
+        "two_point<gaussian,constant,no_mask,philox_icdf<7>>/no_baseline/no_normalizer/sgd<constant>/float32");
+  CHECK(spsa<double>::kind() ==
+        "two_point<rademacher,spall_perturbation,no_mask,philox_icdf<7>>/no_baseline/no_normalizer/sgd<spall_gain>/float64");
+  CHECK(sparse_mezo<float>::kind() ==
+        "two_point<gaussian,constant,magnitude_mask,philox_icdf<7>>/no_baseline/no_normalizer/sgd<constant>/float32");
+  CHECK(rge<float>::kind() ==
+        "one_sided<unit_sphere,constant,no_mask,philox_icdf<7>>/no_baseline/no_normalizer/sgd<constant>/float32");
+  CHECK(cge<float>::kind() == "coordinate_wise/no_baseline/no_normalizer/sgd<constant>/float32");
+  CHECK(gc_spsa<float>::kind() ==
+        "two_point<gaussian,dream_schedule,no_mask,philox_icdf<7>>/no_baseline/no_normalizer/gc_spsa<constant>/float32");
+  CHECK(spsa_gc<float>::kind() == "two_point<segmented_uniform,spall_perturbation,no_mask,philox_icdf<7>>/no_baseline/"
+                                  "no_normalizer/sgd<spall_gain>/float32");
   STATIC_REQUIRE(zo::detail::rewards_only<reward_policy>);
   STATIC_REQUIRE_FALSE(zo::detail::rewards_only<group_mean>);
 }

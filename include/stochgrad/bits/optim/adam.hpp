@@ -104,7 +104,9 @@ template <schedule_policy Schedule, bool Decoupled>
 class basic_adam {
  public:
   /// Identifier in saved state.
-  static constexpr const char* name = Decoupled ? "adamw" : "adam";
+  static constexpr stochgrad::detail::fixed_name name_text{Decoupled ? "adamw<" : "adam<",
+                                                           stochgrad::detail::policy_name<Schedule>(), ">"};
+  static constexpr const char* name = name_text.text;
   /// Sized state for parameters of type T.
   template <class T>
   using state = adam_state<T>;

@@ -168,7 +168,8 @@ template <schedule_policy Schedule = constant_schedule>
 class adan {
  public:
   /// Identifier in saved state.
-  static constexpr const char* name = "adan";
+  static constexpr stochgrad::detail::fixed_name name_text{"adan<", stochgrad::detail::policy_name<Schedule>(), ">"};
+  static constexpr const char* name = name_text.text;
   /// Sized state for parameters of type T.
   template <class T>
   using state = adan_state<T>;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <numbers>
 
+#include "../base/names.hpp"
 #include "../error.hpp"
 
 namespace stochgrad {
@@ -22,11 +23,13 @@ concept schedule_policy = requires(const S& s, std::uint64_t k) {
 
 /// Factor 1 at every step.
 struct constant_schedule {
+  static constexpr const char* name = "constant";  ///< part of the stepper's kind()
   double operator()(std::uint64_t) const noexcept { return 1.0; }
 };
 
 /// Linear warm-up: factor (k + 1) / warmup for k < warmup, then 1.
 struct linear_warmup {
+  static constexpr const char* name = "linear_warmup";  ///< part of the stepper's kind()
   std::uint64_t warmup = 0;  ///< warm-up steps (0: none)
   double operator()(std::uint64_t k) const noexcept {
     return (warmup == 0 || k >= warmup) ? 1.0 : static_cast<double>(k + 1) / static_cast<double>(warmup);
@@ -35,6 +38,7 @@ struct linear_warmup {
 
 /// Linear warm-up then cosine decay from 1 to `min_factor` at step `total` (constant after).
 struct cosine_schedule {
+  static constexpr const char* name = "cosine";  ///< part of the stepper's kind()
   std::uint64_t total = 1;   ///< step at which the decay ends (> warmup)
   std::uint64_t warmup = 0;  ///< linear warm-up steps
   double min_factor = 0.0;   ///< final factor, in [0, 1]
@@ -53,6 +57,7 @@ struct cosine_schedule {
 
 /// Step decay: factor gamma^floor(k / every).
 struct step_decay {
+  static constexpr const char* name = "step_decay";  ///< part of the stepper's kind()
   std::uint64_t every = 1;  ///< steps between decays (> 0)
   double gamma = 0.1;       ///< multiplicative decay (in (0, 1])
   void validate() const {
@@ -68,6 +73,7 @@ struct step_decay {
 /// this is `a_k = a / (k + 1 + A)^alpha`; with A = 0, alpha = gamma it is the `c_k / c` factor.
 /// Practical defaults alpha = 0.602 (gain a_k), gamma = 0.101 (perturbation c_k).
 struct spall_gain {
+  static constexpr const char* name = "spall_gain";  ///< part of the stepper's kind()
   double A = 0.0;        ///< stability constant (about 10 % of the iterations), >= 0
   double alpha = 0.602;  ///< decay exponent, > 0
   void validate() const {

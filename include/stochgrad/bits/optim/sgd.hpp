@@ -87,7 +87,8 @@ template <schedule_policy Schedule = constant_schedule>
 class sgd {
  public:
   /// Identifier in saved state.
-  static constexpr const char* name = "sgd";
+  static constexpr stochgrad::detail::fixed_name name_text{"sgd<", stochgrad::detail::policy_name<Schedule>(), ">"};
+  static constexpr const char* name = name_text.text;
   /// Sized state for parameters of type T.
   template <class T>
   using state = sgd_state<T>;

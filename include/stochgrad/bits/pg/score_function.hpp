@@ -196,19 +196,12 @@ struct score_function_state {
 
 namespace detail {
 
-/// A policy whose `name` is a compile-time string.
-template <class P>
-concept has_constant_name = requires { typename std::bool_constant<(std::string_view(P::name).size() != 0)>; };
-
 /// Policies that declare `static constexpr estimator_family only_for_family` are meaningful for
-/// one estimator family only. The zeroth-order GC-SPSA momentum (`zo::gc_spsa_sgd`, saved-state
-/// name "gc_spsa") is recognised by name.
+/// one estimator family only (e.g. the zeroth-order GC-SPSA momentum, `zo::gc_spsa_sgd`).
 template <class P>
 consteval bool zeroth_order_only() {
   if constexpr (requires { P::only_for_family; }) {
     return P::only_for_family == estimator_family::zeroth_order;
-  } else if constexpr (has_constant_name<P>) {
-    return std::string_view(P::name) == "gc_spsa";
   } else {
     return false;
   }

@@ -93,6 +93,9 @@ struct philox_icdf {
   static_assert(Rounds >= 1 && Rounds <= 16, "philox_icdf: Rounds must be in [1, 16]");
   /// Number of Philox rounds.
   static constexpr int rounds = Rounds;
+  /// Part of a stepper's kind(): "philox_icdf<7>".
+  static constexpr detail::fixed_name name_text{"philox_icdf<", detail::small_int_text(Rounds).text, ">"};
+  static constexpr const char* name = name_text.text;  ///< see name_text
   /// Gaussians by table-driven inversion (see above) rather than Box–Muller.
   static constexpr bool gaussian_by_inversion = true;
   /// Rademacher signs bit-sliced: 128 signs per Philox block (see philox_icdf's documentation).

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../base/names.hpp"
 #include "../config.hpp"
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__SSE4_1__)
@@ -23,6 +24,9 @@ struct philox {
   static_assert(Rounds >= 1 && Rounds <= 16, "philox: Rounds must be in [1, 16]");
   /// Number of rounds.
   static constexpr int rounds = Rounds;
+  /// Part of a stepper's kind(): "philox<10>".
+  static constexpr detail::fixed_name name_text{"philox<", detail::small_int_text(Rounds).text, ">"};
+  static constexpr const char* name = name_text.text;  ///< see name_text
 };
 
 /// The reference generator of the specification (algorithms.md §2.1).

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "../base/family.hpp"
+#include "../base/names.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../optim/optimizer.hpp"
@@ -57,12 +59,6 @@ P from_options(const policy_options_t<P>& o) {
 }
 }  // namespace detail
 
-/// What kind of samples an estimator draws (ARCHITECTURE §2).
-enum class estimator_family {
-  first_order,      ///< the caller's gradient
-  zeroth_order,     ///< losses at perturbed points, directions regenerated from seeds
-  policy_gradient,  ///< rewards of sampled completions, score-function directions
-};
 
 /// An estimator policy E for parameters of type T: its `family` (estimator_family), a state
 /// aggregate `E::state<T>` (serializable, possibly empty), `e.init(p)`, a `name`, a compile-time
@@ -86,16 +82,6 @@ consteval bool check_composition() {
     return E::template check_composition<B, N, O>();
   } else {
     return true;
-  }
-}
-
-// A policy's `name`, or "custom" for policies that do not declare one.
-template <class P>
-constexpr const char* policy_name() {
-  if constexpr (requires { { P::name } -> std::convertible_to<const char*>; }) {
-    return P::name;
-  } else {
-    return "custom";
   }
 }
 

@@ -78,19 +78,6 @@ inline constexpr bool rewards_only = [] {
   }
 }();
 
-/// A short compile-time name.
-struct fixed_name {
-  char text[96]{};
-  constexpr fixed_name(std::initializer_list<std::string_view> parts) {
-    std::size_t n = 0;
-    for (std::string_view s : parts) {
-      for (char c : s) {
-        if (n + 1 < sizeof text) text[n++] = c;
-      }
-    }
-  }
-};
-
 template <class D>
 constexpr std::string_view direction_name() {
   if constexpr (std::is_same_v<D, gaussian>) {
@@ -547,8 +534,11 @@ class difference_estimator {
 template <class Dir, class Schedule = constant_schedule, class Mask = no_mask, class Gen = default_generator>
 struct two_point : detail::difference_estimator<true, Dir, Schedule, Mask, Gen> {
   using detail::difference_estimator<true, Dir, Schedule, Mask, Gen>::difference_estimator;
-  static constexpr detail::fixed_name name_text{"two_point_", detail::direction_name<Dir>(),
-                                                Mask::enabled ? "_masked" : ""};
+  /// Identifies the estimator in saved state with every part that shapes its draws, e.g.
+  /// "two_point<gaussian,constant,no_mask,philox_icdf<7>>".
+  static constexpr stochgrad::detail::fixed_name name_text{
+      "two_point<", detail::direction_name<Dir>(), ",", stochgrad::detail::policy_name<Schedule>(), ",",
+      stochgrad::detail::policy_name<Mask>(), ",", stochgrad::detail::policy_name<Gen>(), ">"};
   static constexpr const char* name = name_text.text;  ///< identifies the estimator in saved state
 };
 
@@ -557,8 +547,10 @@ struct two_point : detail::difference_estimator<true, Dir, Schedule, Mask, Gen> 
 template <class Dir, class Schedule = constant_schedule, class Mask = no_mask, class Gen = default_generator>
 struct one_sided : detail::difference_estimator<false, Dir, Schedule, Mask, Gen> {
   using detail::difference_estimator<false, Dir, Schedule, Mask, Gen>::difference_estimator;
-  static constexpr detail::fixed_name name_text{"one_sided_", detail::direction_name<Dir>(),
-                                                Mask::enabled ? "_masked" : ""};
+  /// As two_point's, e.g. "one_sided<unit_sphere,constant,no_mask,philox_icdf<7>>".
+  static constexpr stochgrad::detail::fixed_name name_text{
+      "one_sided<", detail::direction_name<Dir>(), ",", stochgrad::detail::policy_name<Schedule>(), ",",
+      stochgrad::detail::policy_name<Mask>(), ",", stochgrad::detail::policy_name<Gen>(), ">"};
   static constexpr const char* name = name_text.text;  ///< identifies the estimator in saved state
 };
 

@@ -24,6 +24,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "../base/family.hpp"
+#include "../base/names.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../optim/clip.hpp"
@@ -114,7 +116,11 @@ struct gc_spsa_state {
 template <schedule_policy Schedule = constant_schedule>
 class gc_spsa_sgd {
  public:
-  static constexpr const char* name = "gc_spsa";  ///< identifier in saved state
+  /// Identifier in saved state, e.g. "gc_spsa<constant>".
+  static constexpr stochgrad::detail::fixed_name name_text{"gc_spsa<", stochgrad::detail::policy_name<Schedule>(), ">"};
+  static constexpr const char* name = name_text.text;
+  /// A zeroth-order optimizer: its momentum scale depends on the estimator's direction count.
+  static constexpr estimator_family only_for_family = estimator_family::zeroth_order;
   using options_type = gc_spsa_options;  ///< what `stepper(params, {.lr = ...})` builds it from
   template <class T>
   using state = gc_spsa_state<T>;

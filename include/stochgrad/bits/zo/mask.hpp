@@ -33,6 +33,7 @@ namespace stochgrad::zo {
 
 /// Mask policy: every entry is perturbed and updated (MeZO, SPSA).
 struct no_mask {
+  static constexpr const char* name = "no_mask";  ///< part of the stepper's kind()
   static constexpr bool enabled = false;
   void validate() const noexcept {}
 };
@@ -40,6 +41,7 @@ struct no_mask {
 /// Mask policy of Sparse MeZO: per tensor, only the `1 - sparsity` fraction of entries with the
 /// smallest magnitude is perturbed and updated.
 struct magnitude_mask {
+  static constexpr const char* name = "magnitude_mask";  ///< part of the stepper's kind()
   static constexpr bool enabled = true;
   double sparsity = 0.75;  ///< fraction of entries NOT updated, in [0, 1) (paper: 0.5 - 0.8)
   bool dynamic = true;     ///< recompute every step (paper's preference); false: fixed at the first step

@@ -24,6 +24,7 @@ namespace stochgrad::zo {
 /// exponent alpha = 0.602, `2 (alpha - gamma) = 1.002 > 1` as convergence requires). BlackVIP's
 /// `c_k = c / k^gamma` with k starting at 1 is the same sequence.
 struct spall_perturbation {
+  static constexpr const char* name = "spall_perturbation";  ///< part of the stepper's kind()
   double gamma = 0.101;  ///< decay exponent, >= 0
   /// @throws invalid_argument if gamma < 0 or not finite.
   void validate() const {
@@ -39,6 +40,7 @@ struct spall_perturbation {
 ///   eps_e = eps / (1 + e / decay_epochs)^decay_power        (DREAM: 100 and 0.2)
 /// ```
 struct dream_schedule {
+  static constexpr const char* name = "dream_schedule";  ///< part of the stepper's kind()
   std::uint64_t steps_per_epoch = 1;  ///< optimizer steps per epoch, >= 1
   std::uint64_t halve_every = 2;      ///< epochs between halvings of q, >= 1
   double decay_epochs = 100.0;        ///< > 0
