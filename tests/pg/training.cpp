@@ -142,8 +142,11 @@ run_result run_grpo_sgd(std::size_t batches, std::uint64_t seed) {
 TEST_CASE("addition learns through the grpo and bnpo steppers; rloo and reinforce for comparison",
           "[pg][training]") {
   // 250 generation batches of 32 prompts x 8 completions, Adam lr 0.05, seed 1234. Stated target:
-  // greedy accuracy >= 0.9 within 250 batches for GRPO and BNPO (from 0.001 at W = 0). RLOO and
-  // REINFORCE run the same budget for comparison; they must at least learn (accuracy > 0.5).
+  // greedy accuracy >= 0.9 within 250 batches for all four (from 0.001 at W = 0). The bound is the
+  // same for each because their mean gradients point the same way (cosine >= 0.995 to REINFORCE's
+  // at the mid-point, the variance test below) and Adam's step does not depend on the gradient's
+  // scale, so none of them has a reason to need a longer budget; the batch at which each reaches
+  // 0.9 is printed for comparison.
   const std::size_t batches = 250;
   const std::vector<run_result> runs{run_grpo(batches, 1234), run_bnpo(batches, 1234), run_rloo(batches, 1234),
                                      run_reinforce(batches, 1234)};
@@ -156,8 +159,10 @@ TEST_CASE("addition learns through the grpo and bnpo steppers; rloo and reinforc
   CHECK(runs[0].batches_to_target > 0);
   CHECK(runs[1].final_accuracy() >= 0.9);
   CHECK(runs[1].batches_to_target > 0);
-  CHECK(runs[2].final_accuracy() > 0.5);
-  CHECK(runs[3].final_accuracy() > 0.5);
+  CHECK(runs[2].final_accuracy() >= 0.9);
+  CHECK(runs[2].batches_to_target > 0);
+  CHECK(runs[3].final_accuracy() >= 0.9);
+  CHECK(runs[3].batches_to_target > 0);
 }
 
 TEST_CASE("longer comparison: methods x seeds, PPO iterations, SGD", "[pg][training][.long]") {
@@ -211,6 +216,52 @@ struct vector_moments {
   }
 };
 
+// The relative variance rho = tr Cov(g) / |E g|^2 of one method's estimates g_1..g_R (a scale-free
+// noise-to-signal ratio: GRPO's and BNPO's normalisations rescale the gradient) and, for paired
+// comparisons, its per-batch influence values: with T = mean_r |g_r - gbar|^2 and M = |gbar|^2,
+// rho_hat = T / M and (delta method) rho_hat - rho ~ mean_r IF_r with
+// IF_r = (|g_r - gbar|^2 - T) / M - 2 T gbar.(g_r - gbar) / M^2. For two methods on the SAME
+// batches, rho_a - rho_b has standard error sd_r(IF_a,r - IF_b,r) / sqrt(R).
+struct relative_variance {
+  double rho = 0.0;
+  std::vector<double> influence;
+};
+relative_variance relative_variance_of(const std::vector<std::vector<double>>& g) {
+  const std::size_t R = g.size(), d = g.front().size();
+  std::vector<double> mean(d, 0.0);
+  for (const auto& v : g)
+    for (std::size_t i = 0; i < d; ++i) mean[i] += v[i] / static_cast<double>(R);
+  double M = 0.0;
+  for (double x : mean) M += x * x;
+  std::vector<double> sq(R, 0.0), proj(R, 0.0);
+  double T = 0.0;
+  for (std::size_t r = 0; r < R; ++r) {
+    for (std::size_t i = 0; i < d; ++i) {
+      const double dev = g[r][i] - mean[i];
+      sq[r] += dev * dev;
+      proj[r] += mean[i] * dev;
+    }
+    T += sq[r] / static_cast<double>(R);
+  }
+  relative_variance out;
+  out.rho = T / M;
+  out.influence.resize(R);
+  for (std::size_t r = 0; r < R; ++r) out.influence[r] = (sq[r] - T) / M - 2.0 * T * proj[r] / (M * M);
+  return out;
+}
+// z = (rho_a - rho_b) / SE for paired estimates.
+double paired_z(const relative_variance& a, const relative_variance& b) {
+  const std::size_t R = a.influence.size();
+  double m = 0.0, ss = 0.0;
+  for (std::size_t r = 0; r < R; ++r) m += (a.influence[r] - b.influence[r]) / static_cast<double>(R);
+  for (std::size_t r = 0; r < R; ++r) {
+    const double e = a.influence[r] - b.influence[r] - m;
+    ss += e * e;
+  }
+  const double se = std::sqrt(ss / static_cast<double>(R - 1) / static_cast<double>(R));
+  return (a.rho - b.rho) / se;
+}
+
 double cosine(const std::vector<double>& a, const std::vector<double>& b) {
   double ab = 0.0, aa = 0.0, bb = 0.0;
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -248,6 +299,11 @@ TEST_CASE("gradient variance per method at a fixed parameter point", "[pg][train
   const char* names[] = {"REINFORCE (no baseline)", "REINFORCE (group mean)", "RLOO", "GRPO (group std)",
                          "BNPO", "GRPO (batch std)"};
   std::vector<vector_moments> mom(6, vector_moments(d));
+  std::vector<std::vector<std::vector<double>>> per_batch(6);
+  const auto record = [&](std::size_t m, std::span<const double> g) {
+    mom[m].add(g);
+    per_batch[m].emplace_back(g.begin(), g.end());
+  };
   addition_rollouts<double> ro(kP, kG);
   double reward = 0.0;
   std::size_t zero_groups = 0;
@@ -256,14 +312,14 @@ TEST_CASE("gradient variance per method at a fixed parameter point", "[pg][train
     ro.draw(theta, 777, static_cast<std::uint32_t>(r));
     reward += ro.mean_reward();
     const auto vjp = ro.vjp(theta);
-    mom[0].add(s_nb.estimator().estimate(s_nb, ro.batch(), ro.layout, vjp).gradient[0]);
+    record(0, s_nb.estimator().estimate(s_nb, ro.batch(), ro.layout, vjp).gradient[0]);
     const auto e1 = s_gm.estimator().estimate(s_gm, ro.batch(), ro.layout, vjp);
-    mom[1].add(e1.gradient[0]);
+    record(1, e1.gradient[0]);
     zero_groups += e1.stats.zero_groups;
-    mom[2].add(s_rloo.estimator().estimate(s_rloo, ro.batch(), ro.layout, vjp).gradient[0]);
-    mom[3].add(s_grpo.estimator().estimate(s_grpo, ro.batch(), ro.layout, vjp).gradient[0]);
-    mom[4].add(s_bnpo.estimator().estimate(s_bnpo, ro.batch(), ro.layout, vjp).gradient[0]);
-    mom[5].add(s_bstd.estimator().estimate(s_bstd, ro.batch(), ro.layout, vjp).gradient[0]);
+    record(2, s_rloo.estimator().estimate(s_rloo, ro.batch(), ro.layout, vjp).gradient[0]);
+    record(3, s_grpo.estimator().estimate(s_grpo, ro.batch(), ro.layout, vjp).gradient[0]);
+    record(4, s_bnpo.estimator().estimate(s_bnpo, ro.batch(), ro.layout, vjp).gradient[0]);
+    record(5, s_bstd.estimator().estimate(s_bstd, ro.batch(), ro.layout, vjp).gradient[0]);
   }
   // E[(r_j - mean) grad log p_j] = (1 - 1/G) E[r_j grad log p_j]: the no-baseline estimate minus
   // G/(G-1) times the group-mean one has mean 0 (paired on the same batches, seed 778); without
@@ -299,6 +355,26 @@ TEST_CASE("gradient variance per method at a fixed parameter point", "[pg][train
     std::printf("  %-24s | %12.4e | %12.4e | %14.3f | %.4f\n", names[m], mom[m].trace_cov(), mom[m].mean_sq(),
                 mom[m].trace_cov() / mom[m].mean_sq(), cosine(mom[m].mean, mom[0].mean));
   }
+  // The comparison the table names: each method's noise-to-signal ratio rho = tr Cov / |E g|^2,
+  // compared with the group-mean baseline's on the same batches (paired z, delta-method standard
+  // error; see relative_variance_of). |z| > 4 has probability < 1e-4 under the normal
+  // approximation, so the two outcomes asserted below are each decided at that level:
+  // - the group-mean baseline does NOT lower rho here: with 0/1 rewards at ~50 % success a
+  //   completion with reward 0 contributes nothing without a baseline, while the baseline gives
+  //   every completion a coefficient (no-baseline rho is ~30 % lower, z about -12);
+  // - the normalisations (group std, batch std, BNPO's Beta density) change rho by less than
+  //   4 standard errors (a few per cent): they reweight groups, they do not remove noise.
+  std::vector<relative_variance> rv;
+  for (const auto& g : per_batch) rv.push_back(relative_variance_of(g));
+  const double z_nb = paired_z(rv[0], rv[1]), z_grpo = paired_z(rv[3], rv[1]), z_bnpo = paired_z(rv[4], rv[1]),
+               z_bstd = paired_z(rv[5], rv[1]);
+  std::printf("  rho vs the group-mean baseline's (%.3f), paired z: no baseline %.3f (z %.1f), GRPO %.3f (z %.1f), "
+              "BNPO %.3f (z %.1f), batch std %.3f (z %.1f)\n",
+              rv[1].rho, rv[0].rho, z_nb, rv[3].rho, z_grpo, rv[4].rho, z_bnpo, rv[5].rho, z_bstd);
+  CHECK(z_nb < -4.0);
+  CHECK(std::abs(z_grpo) < 4.0);
+  CHECK(std::abs(z_bnpo) < 4.0);
+  CHECK(std::abs(z_bstd) < 4.0);
   // Unbiasedness, paired test: Q = Ru |mean d|^2 / tr Cov(d) has expectation 1 when E d = 0. With
   // mean d approximately Gaussian (CLT over Ru batches), Q = sum_i l_i z_i^2 / sum_i l_i with
   // Var Q = 2 sum l_i^2 / (sum l_i)^2 <= 2, so by Chebyshev P(Q > 1 + 5 sqrt 2 = 8.07) <= 1/25.
