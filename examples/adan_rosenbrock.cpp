@@ -1,5 +1,6 @@
 // The `adan` preset: Adan (sail-sg semantics) on exact gradients of the 10-d Rosenbrock function.
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include <fmt/format.h>
 

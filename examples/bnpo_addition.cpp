@@ -3,6 +3,7 @@
 // inverse; the second iteration of each batch reuses the stored advantages and old log-probs, with
 // fresh log-probs under the updated parameters (so the clipped importance ratio is active).
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include <fmt/format.h>
 

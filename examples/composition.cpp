@@ -4,6 +4,7 @@
 //               baseline and group-std normalizer over the 2q losses, Adam
 //   spsa+adamw: Rademacher directions into AdamW
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include <fmt/format.h>
 

@@ -3,6 +3,7 @@
 // them, and supplies a vector-Jacobian callback; the stepper does advantages, the clipped
 // surrogate's per-token coefficients, and the Adam update.
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include <fmt/format.h>
 

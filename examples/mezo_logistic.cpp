@@ -1,6 +1,7 @@
 // The `mezo` preset: memory-efficient zeroth-order SGD (two forward passes per step, no gradient,
 // no stored noise) fine-tunes a logistic-regression classifier on the breast-cancer data.
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include <fmt/format.h>
 

@@ -1,6 +1,7 @@
 // Checkpointing a stepper: save its state mid-run, load it into a fresh stepper over a copy of the
 // parameters, and continue. The resumed run is bit-identical to the uninterrupted one.
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include <fmt/format.h>
 

@@ -21,4 +21,3 @@
 #include "bits/zo/zo.hpp"
 #include "bits/pg/pg.hpp"
 #include "presets.hpp"
-#include "bits/problems/problems.hpp"

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include "support/catch.hpp"
 

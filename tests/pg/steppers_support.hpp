@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 namespace pgtest {
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include "pg/steppers_support.hpp"
 #include "support/catch.hpp"

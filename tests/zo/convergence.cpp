@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <stochgrad/stochgrad.hpp>
+#include <stochgrad/problems.hpp>
 
 #include "support/catch.hpp"
 

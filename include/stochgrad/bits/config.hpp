@@ -132,4 +132,20 @@ STOCHGRAD_ALWAYS_INLINE T reduce_add(const xsimd::batch<T, A>& b) noexcept {
 inline const char* arch_name() noexcept { return xsimd::default_arch::name(); }
 
 }  // namespace simd
+namespace detail {
+/// Bytes ahead of the current chunk that the in-place noise kernels prefetch for writing: the
+/// noise generation keeps the core busy long enough per cache line that the hardware prefetchers
+/// alone leave an in-place pass partly latency bound out of cache (measurements: bench/README.md).
+inline constexpr std::size_t prefetch_bytes = 2048;
+
+/// Hint that the cache line at `p` will be written soon (no-op where the builtin is missing).
+STOCHGRAD_ALWAYS_INLINE void prefetch_for_write(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 1, 3);
+#else
+  (void)p;
+#endif
+}
+}  // namespace detail
+
 }  // namespace stochgrad

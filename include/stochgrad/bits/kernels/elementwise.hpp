@@ -87,22 +87,6 @@ STOCHGRAD_ALWAYS_INLINE void for_noise_chunks(std::size_t b, std::size_t e, cons
   }
 }
 
-/// Bytes ahead of the current chunk that the in-place noise kernels prefetch. The noise
-/// generation keeps the core busy for long enough per cache line that the hardware prefetchers
-/// alone leave the in-place pass partly latency bound out of cache. Without the software prefetch
-/// the Rademacher pass took 0.64 ns/elem at N = 1e8 (AVX-512, one core); 1 or 2 KiB ahead gave
-/// 0.46-0.48 (Gaussian 0.65-0.68, MeZO step 1.90-1.94), 4 KiB 0.51-0.53 (0.70-0.71, 1.99-2.13),
-/// 8-16 KiB 0.51-0.52 (0.70-0.73), all measured alternately in the same session.
-inline constexpr std::size_t prefetch_bytes = 2048;
-
-STOCHGRAD_ALWAYS_INLINE void prefetch_for_write(const void* p) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 1, 3);
-#else
-  (void)p;
-#endif
-}
-
 /// x[i] += s * z(first + i) for i in [b, e).
 template <class D, class G, class T>
 void perturb_range(T* STOCHGRAD_RESTRICT x, std::size_t b, std::size_t e, T s, const noise_key& key,
