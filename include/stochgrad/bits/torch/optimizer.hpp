@@ -102,6 +102,13 @@ class optimizer : public torch::optim::Optimizer {
     return loss;
   }
 
+  /// Runs the fused kernels on `ex` (e.g. a stochgrad::thread_pool; results do not depend on the
+  /// thread count). The executor must outlive the optimizer's steps.
+  void set_executor(executor ex) noexcept {
+    ex_ = ex;
+    stepper_.set_executor(ex);
+  }
+
   /// The stochgrad stepper (its optimizer state, step count, kind()).
   const stepper_type& stochgrad_stepper() const noexcept { return stepper_; }
   /// The adapter (names, tensors, groups).
@@ -190,12 +197,14 @@ class optimizer : public torch::optim::Optimizer {
     stepper_.save(ss);
     stepper_type fresh(std::move(p), stepper_.optimizer());
     fresh.load(ss);
+    fresh.set_executor(ex_);
     stepper_ = std::move(fresh);
   }
 
   tensor_parameters<T> tp_;
   options_type opts_;
   stepper_type stepper_;
+  executor ex_{};
   update_report last_{};
 };
 
