@@ -538,3 +538,118 @@ TEST_CASE("GRPO through autograd: stochgrad's per-token coefficients give TRL's 
     CHECK(after - before > 4.0 * se);
   }
 }
+
+#if defined(STOCHGRAD_TORCH_FASHION_DIR)
+#include <zlib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+
+namespace {
+
+// Reads a gzip-compressed idx file (LeCun's format: big-endian magic 0x0000080d, d big-endian
+// dimensions, then the bytes). Throws std::runtime_error naming the file for a missing file, a
+// bad magic or a size that does not match the header.
+std::vector<unsigned char> read_idx(const std::string& path, unsigned dims, std::vector<std::int64_t>& shape) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) throw std::runtime_error(path + ": cannot open");
+  std::vector<unsigned char> bytes;
+  unsigned char buf[1 << 16];
+  int got = 0;
+  while ((got = gzread(f, buf, sizeof buf)) > 0) bytes.insert(bytes.end(), buf, buf + got);
+  gzclose(f);
+  auto be32 = [&](std::size_t at) {
+    return (std::uint32_t{bytes[at]} << 24) | (std::uint32_t{bytes[at + 1]} << 16) | (std::uint32_t{bytes[at + 2]} << 8) |
+           std::uint32_t{bytes[at + 3]};
+  };
+  if (bytes.size() < 4 + 4 * std::size_t{dims} || be32(0) != (0x800u | dims)) throw std::runtime_error(path + ": bad idx magic");
+  std::size_t n = 1;
+  shape.clear();
+  for (unsigned d = 0; d < dims; ++d) {
+    shape.push_back(be32(4 + 4 * d));
+    n *= be32(4 + 4 * d);
+  }
+  if (bytes.size() != 4 + 4 * std::size_t{dims} + n) throw std::runtime_error(path + ": size does not match its header (truncated?)");
+  bytes.erase(bytes.begin(), bytes.begin() + 4 + 4 * dims);
+  return bytes;
+}
+
+struct labelled {
+  torch::Tensor x, y;  // [n x 784] float in [0, 1], [n] long
+};
+labelled load_fashion(const std::string& prefix) {
+  std::vector<std::int64_t> si, sl_;
+  auto img = read_idx(std::string(STOCHGRAD_TORCH_FASHION_DIR) + "/" + prefix + "-images-idx3-ubyte.gz", 3, si);
+  auto lab = read_idx(std::string(STOCHGRAD_TORCH_FASHION_DIR) + "/" + prefix + "-labels-idx1-ubyte.gz", 1, sl_);
+  const auto x = torch::from_blob(img.data(), {si[0], si[1] * si[2]}, torch::kUInt8).to(torch::kFloat) / 255.0;
+  const auto y = torch::from_blob(lab.data(), {sl_[0]}, torch::kUInt8).to(torch::kLong);
+  return {x, y};
+}
+labelled classes(const labelled& d, std::int64_t lo, std::int64_t hi, std::int64_t max_n) {
+  const auto idx = torch::nonzero((d.y >= lo) & (d.y <= hi)).squeeze(1).slice(0, 0, max_n);
+  return {d.x.index_select(0, idx), d.y.index_select(0, idx)};
+}
+double accuracy(torch::nn::Sequential& m, const labelled& d) {
+  torch::NoGradGuard ng;
+  return m->forward(d.x).argmax(1).eq(d.y).to(torch::kDouble).mean().item<double>();
+}
+
+}  // namespace
+
+TEST_CASE("Fashion-MNIST: Adan pre-training on classes 0-4 by backprop, MeZO fine-tuning of the head on 5-9", "[.][fashion]") {
+  labelled train, test;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    train = load_fashion("train");
+    test = load_fashion("t10k");
+  } catch (const std::runtime_error& e) {
+    std::printf("SKIPPED: Fashion-MNIST not readable (%s); install dataset-fashion-mnist\n", e.what());
+    return;
+  }
+  std::printf("fashion: read in %.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  REQUIRE(train.x.size(0) == 60000);
+  REQUIRE(test.x.size(0) == 10000);
+  torch::manual_seed(3);
+  torch::nn::Sequential m(torch::nn::Linear(784, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
+  // Subsampled for a test of a few seconds: 10 000 training images per half.
+  const auto a_train = classes(train, 0, 4, 10000), b_train = classes(train, 5, 9, 10000);
+  const auto a_test = classes(test, 0, 4, 5000), b_test = classes(test, 5, 9, 5000);
+  {
+    sl::Adan opt(*m, {.lr = 3e-3, .weight_decay = 0.02});
+    for (int epoch = 0; epoch < 1; ++epoch) {
+      for (std::int64_t i = 0; i + 100 <= a_train.x.size(0); i += 100) {
+        opt.zero_grad();
+        torch::cross_entropy_loss(m->forward(a_train.x.slice(0, i, i + 100)), a_train.y.slice(0, i, i + 100)).backward();
+        opt.step();
+      }
+    }
+  }
+  const double acc_a = accuracy(m, a_test), before = accuracy(m, b_test);
+  // MeZO on the head (650 parameters) through the adapter: forward passes of the whole model only.
+  auto head = m->named_parameters();
+  sl::tensor_parameters<float> tp(std::vector<sl::tensor_group>{{{head["2.weight"], head["2.bias"]}, {}, {"2.weight", "2.bias"}}});
+  stochgrad::mezo<float> mz(tp.params(), {.lr = 3e-2}, {.eps = 1e-3});
+  std::int64_t at = 0;
+  torch::Tensor bx, by;
+  auto loss = [&]() {
+    torch::NoGradGuard ng;
+    return torch::cross_entropy_loss(m->forward(bx), by).item<double>();
+  };
+  const int steps = 400;
+  for (int k = 0; k < steps; ++k) {
+    bx = b_train.x.slice(0, at, at + 128);
+    by = b_train.y.slice(0, at, at + 128);
+    at = (at + 128 + 128 <= b_train.x.size(0)) ? at + 128 : 0;
+    mz.step(loss);
+  }
+  const double after = accuracy(m, b_test);
+  const double n = static_cast<double>(b_test.x.size(0));
+  // Margin: four binomial standard errors of the difference of the two test accuracies.
+  const double se = std::sqrt(before * (1 - before) / n + after * (1 - after) / n);
+  std::printf("fashion: Adan backprop on 0-4: test accuracy %.4f; MeZO (head, %d steps, batch 128) on 5-9: %.4f -> %.4f (SE %.4f)\n",
+              acc_a, steps, before, after, se);
+  CHECK(acc_a > 0.8);
+  CHECK(after - before > 4.0 * se);
+}
+#endif
