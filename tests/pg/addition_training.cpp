@@ -4,7 +4,6 @@
 // the grpo / bnpo / rloo / reinforce steppers, is tests/pg/training.cpp.
 #include <cmath>
 #include <cstdio>
-#include <numeric>
 #include <vector>
 
 #include <stochgrad/stochgrad.hpp>

@@ -3,13 +3,13 @@
 // (lvalues only), and a stepper is built from its optimizer's and estimator's options. Each short
 // form must step exactly like the long form it abbreviates.
 #include <array>
-#include <cstring>
 #include <span>
 #include <type_traits>
 #include <vector>
 
 #include <stochgrad/stochgrad.hpp>
 
+#include "support/bitwise.hpp"
 #include "support/catch.hpp"
 
 namespace sg = stochgrad;
@@ -25,10 +25,7 @@ static_assert(!std::is_constructible_v<sg::parameters<float>, std::vector<double
 
 namespace {
 
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
+using sgtest::same_bits;
 
 double sphere(std::span<const float> v) {
   double s = 0;

@@ -3,7 +3,6 @@
 // expected numbers below are the literals of the papers' released code as the index cites them
 // (BlackVIP trainers/blackvip.py + configs, DREAM src/trainer.py, ZO-AE-DS AE_DS_train.py, BNPO
 // recipe/bnpo/run.sh, DAPO/GSPO/CISPO/Dr. GRPO papers), typed here, not read back from the library.
-#include <cstring>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -11,6 +10,7 @@
 
 #include <stochgrad/stochgrad.hpp>
 
+#include "support/bitwise.hpp"
 #include "support/catch.hpp"
 
 namespace sg = stochgrad;
@@ -31,10 +31,7 @@ static_assert(std::is_constructible_v<sg::mezo<float>, std::vector<float>&, sg::
 
 namespace {
 
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
+using sgtest::same_bits;
 
 // Curvatures in [1, 2): BlackVIP's gains (a = 0.01 with Nesterov 0.9, an effective step of about
 // 0.1) are stable here; on curvatures of tens they diverge, as plain SGD would.

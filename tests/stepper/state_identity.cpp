@@ -3,7 +3,6 @@
 // refused by a stepper that differs in exactly one trajectory-shaping policy (generator, direction,
 // perturbation schedule, mask, optimizer and its learning-rate schedule, loss), with state_error, and
 // the refusing stepper is left exactly as it was (same saved bytes, steps and parameters).
-#include <cstring>
 #include <span>
 #include <sstream>
 #include <string>
@@ -11,6 +10,7 @@
 
 #include <stochgrad/stochgrad.hpp>
 
+#include "support/bitwise.hpp"
 #include "support/catch.hpp"
 
 namespace sg = stochgrad;
@@ -55,7 +55,7 @@ void check_refused(const char* what, Advance advance) {
   REQUIRE_THROWS_AS(b.load(is), sg::state_error);
   CHECK(saved(b) == before);
   CHECK(b.steps() == steps);
-  CHECK(std::memcmp(params.data(), xb.data(), params.size() * sizeof(double)) == 0);
+  CHECK(sgtest::same_bits(params, xb));
 }
 
 template <class Dir, class Sched = sg::constant_schedule, class Mask = sg::zo::no_mask,

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -32,6 +33,14 @@ std::string message_of(F&& f) {
   return "<no exception>";
 }
 bool contains(const std::string& s, const char* sub) { return s.find(sub) != std::string::npos; }
+
+// Runs f, which must throw stochgrad::invalid_argument with every one of `needles` in its message.
+template <class F>
+void expect_refusal(F&& f, std::initializer_list<const char*> needles) {
+  const std::string msg = message_of<stochgrad::invalid_argument>(std::forward<F>(f));
+  INFO(msg);
+  for (const char* n : needles) CHECK(contains(msg, n));
+}
 
 torch::nn::Sequential make_mlp(std::uint64_t seed) {
   torch::manual_seed(seed);
@@ -128,31 +137,15 @@ TEST_CASE("bad tensors are refused with the parameter's name, before anything ch
   // A tensor that is not on the CPU: the meta device takes the same branch as CUDA (device().is_cpu()
   // is false); this libtorch build has no CUDA.
   torch::Tensor off_cpu = torch::empty({4}, torch::TensorOptions().device(torch::kMeta));
-  {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)sl::tensor_parameters<float>({off_cpu}); });
-    INFO(msg);
-    CHECK((contains(msg, "'group0.0'") && contains(msg, "CPU")));
-  }
+  expect_refusal([&] { (void)sl::tensor_parameters<float>({off_cpu}); }, {"'group0.0'", "CPU"});
   torch::Tensor dbl = torch::zeros({4}, torch::kDouble);
-  {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)sl::tensor_parameters<float>({dbl}); });
-    INFO(msg);
-    CHECK((contains(msg, "Double")));
-  }
+  expect_refusal([&] { (void)sl::tensor_parameters<float>({dbl}); }, {"Double"});
   torch::Tensor nc = torch::zeros({4, 3}).t();
-  {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)sl::tensor_parameters<float>({nc}); });
-    INFO(msg);
-    CHECK((contains(msg, "not contiguous")));
-  }
+  expect_refusal([&] { (void)sl::tensor_parameters<float>({nc}); }, {"not contiguous"});
   {
     auto m = make_mlp(2);
     m->to(torch::kDouble);
-    {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)sl::AdamW(*m); });
-    INFO(msg);
-    CHECK((contains(msg, "'0.weight'")));
-  }
+    expect_refusal([&] { (void)sl::AdamW(*m); }, {"'0.weight'"});
     sl::tensor_parameters<double> ok(*m);  // the double adapter takes it
     CHECK(ok.size() == 6);
   }
@@ -162,11 +155,7 @@ TEST_CASE("bad tensors are refused with the parameter's name, before anything ch
     auto m = make_mlp(3);
     sl::AdamW opt(*m, {.lr = 1e-2});
     const auto before = snapshot(*m);
-    {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)opt.step(); });
-    INFO(msg);
-    CHECK((contains(msg, "'0.weight'") && contains(msg, "no gradient")));
-  }
+    expect_refusal([&] { (void)opt.step(); }, {"'0.weight'", "no gradient"});
     CHECK(same(before, *m));
     CHECK(opt.stochgrad_stepper().steps() == 0);
   }
@@ -177,11 +166,7 @@ TEST_CASE("bad tensors are refused with the parameter's name, before anything ch
     auto w = m->parameters()[0];  // 16 x 8
     w.mutable_grad() = torch::ones({8, 16}).t();
     const auto before = snapshot(*m);
-    {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)opt.step(); });
-    INFO(msg);
-    CHECK((contains(msg, "gradient of parameter '0.weight'")));
-  }
+    expect_refusal([&] { (void)opt.step(); }, {"gradient of parameter '0.weight'"});
     CHECK(same(before, *m));
     CHECK(opt.stochgrad_stepper().steps() == 0);
   }
@@ -192,11 +177,7 @@ TEST_CASE("bad tensors are refused with the parameter's name, before anything ch
     backward_mse(m, data);
     m->named_parameters()["extra"].mutable_grad() = torch::zeros({3});
     const auto before = snapshot(*m);
-    {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)opt.step(); });
-    INFO(msg);
-    CHECK((contains(msg, "'extra'")));
-  }
+    expect_refusal([&] { (void)opt.step(); }, {"'extra'"});
     CHECK(same(before, *m));
   }
   SECTION("parameter set changed: storage replaced") {
@@ -205,11 +186,7 @@ TEST_CASE("bad tensors are refused with the parameter's name, before anything ch
     backward_mse(m, data);
     m->parameters()[2].set_data(torch::ones({16}));
     const auto before = snapshot(*m);
-    {
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)opt.step(); });
-    INFO(msg);
-    CHECK((contains(msg, "'1.weight'")));
-  }
+    expect_refusal([&] { (void)opt.step(); }, {"'1.weight'"});
     CHECK(same(before, *m));
     CHECK(opt.stochgrad_stepper().steps() == 0);
   }
@@ -357,9 +334,7 @@ TEST_CASE("save/load through torch's archives resumes bit-identically; foreign s
     std::stringstream copy(model_ckpt.str());
     torch::load(stale, copy);
     backward_mse(stale, data);
-    const std::string msg = message_of<stochgrad::invalid_argument>([&] { (void)os.step(); });
-    INFO(msg);
-    CHECK(contains(msg, "changed its storage"));
+    expect_refusal([&] { (void)os.step(); }, {"changed its storage"});
   }
   torch::load(b, model_ckpt);
   sl::Adan ob(*b, {.lr = 1e-2, .weight_decay = 0.02});
