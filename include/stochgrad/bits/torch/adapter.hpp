@@ -193,8 +193,8 @@ class tensor_parameters {
   /// reached it), on another device, of another dtype, non-contiguous or of another size.
   dense_gradient<T> gradients() {
     check_unchanged();
-    std::vector<at::Tensor> grads;
-    grads.reserve(entries_.size());
+    // Validate every gradient first (nothing held changes if one is refused), then take them:
+    // no allocation per step (the handles and spans live in members sized at construction).
     for (const auto& e : entries_) {
       at::Tensor g = e.tensor.grad();
       if (!g.defined()) {
@@ -206,10 +206,9 @@ class tensor_parameters {
         throw invalid_argument("stochgrad::libtorch: gradient of parameter '" + e.name + "' has " +
                                std::to_string(g.numel()) + " elements, the parameter " + std::to_string(e.tensor.numel()));
       }
-      grads.push_back(std::move(g));
     }
-    grads_ = std::move(grads);
     for (std::size_t i = 0; i < entries_.size(); ++i) {
+      grads_[i] = entries_[i].tensor.grad();
       grad_spans_[i] = std::span<const T>(grads_[i].data_ptr<T>(), static_cast<std::size_t>(grads_[i].numel()));
     }
     return dense_gradient<T>(std::span<const std::span<const T>>(grad_spans_));
@@ -243,6 +242,7 @@ class tensor_parameters {
   void finish() {
     if (entries_.empty()) throw invalid_argument("tensor_parameters: the module has no parameters");
     grad_spans_.resize(entries_.size());
+    grads_.resize(entries_.size());
   }
 
   const torch::nn::Module* module_ = nullptr;
