@@ -11,9 +11,6 @@
 //   - the coordinate perturber restores exactly.
 // Also: a span objective on a multi-tensor stepper is refused before anything changes (issue 11
 // item 6), and stepper::estimate is the member form of zo::estimate.
-#include <catch2/catch_template_test_macros.hpp>
-#include <catch2/catch_test_macros.hpp>
-
 #include <stochgrad/stochgrad.hpp>
 
 #include <cmath>
@@ -26,7 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "zo_support.hpp"
+#include "support/catch.hpp"
+#include "zo/zo_support.hpp"
 
 using namespace stochgrad;
 
@@ -75,7 +73,7 @@ std::vector<std::pair<std::uint32_t, T>> walk(G& g, std::size_t q, T s, int at, 
 template <class T, class Dir>
 std::vector<T> direction_values(const Dir& dir, std::size_t n, std::uint64_t seed, std::uint32_t draw) {
   std::vector<T> z(n, T(0));
-  const parameters<T> p(std::span<T>(z));
+  const parameters<T> p{std::span<T>(z)};
   zo::detail::direction_perturber<false, T, Dir> pert{&p, &dir};
   pert.displace(seed, draw, T(1));
   return z;
@@ -88,7 +86,7 @@ std::vector<T> check_walk(const std::vector<T>& x0, std::size_t q, T s, int at, 
   const Dir dir{};
   const std::uint64_t seed = 0x5eed;
   std::vector<T> x = x0;
-  const parameters<T> p(std::span<T>(x));
+  const parameters<T> p{std::span<T>(x)};
   zo::detail::direction_perturber<false, T, Dir> pert{&p, &dir, {}, {}, separate};
   std::vector<std::pair<std::uint32_t, T>> terms;
   bool threw = false;
@@ -181,7 +179,7 @@ TEST_CASE("perturbation_guard: adopt, dismiss, restore once", "[zo][guard]") {
   const zo::direction_t<gaussian> dir{};
   std::vector<T> x = start<T>(40);
   const std::vector<T> x0 = x;
-  const parameters<T> p(std::span<T>(x));
+  const parameters<T> p{std::span<T>(x)};
   zo::detail::direction_perturber<false, T, zo::direction_t<gaussian>> pert{&p, &dir};
   {
     zo::detail::perturbation_guard g(pert, 9);
