@@ -166,6 +166,21 @@ class stepper {
     return est_.step(*this, std::forward<Args>(args)...);
   }
 
+  /// The estimator's gradient estimate at the current parameters, without an update, with the
+  /// arguments of `step` plus where the estimate goes:
+  ///   zeroth order:   `s.estimate(f, out)`, out one span per tensor (or one span), receiving the
+  ///                   difference estimate g = sum_j c_j d_j of the step (bits/zo/difference.hpp,
+  ///                   coordinate.hpp); a seed is used, the optimizer step counter is not advanced;
+  ///   score function: `s.estimate(batch, layout, vjp)`, the policy-gradient estimate of the
+  ///                   batch (bits/pg), as the estimator's own `estimate(s, ...)`.
+  /// Present for every estimator that defines `estimate(stepper&, ...)` (a first-order stepper is
+  /// handed its gradient, so it has none).
+  template <class... Args>
+    requires requires(Estimator& e, stepper& s, Args&&... a) { e.estimate(s, std::forward<Args>(a)...); }
+  decltype(auto) estimate(Args&&... args) {
+    return est_.estimate(*this, std::forward<Args>(args)...);
+  }
+
   /// Runs the optimizer's fused update with gradient source `g` and advances the step counter
   /// (also when the optimizer skips a non-finite gradient, so schedules stay aligned with calls).
   /// Called by estimators; also usable directly with any gradient source.

@@ -5,8 +5,9 @@
 /// ```
 ///   ghat_i = ( f(x + mu e_i) - f(x - mu e_i) ) / (2 mu)
 /// ```
-/// Each coordinate is perturbed in place (`x_i + mu`, `x_i - mu` rounded to T) and then written
-/// back from a saved copy, so the restore is exact. The estimate is held in a d-element buffer
+/// Each coordinate is perturbed in place (`x_i + mu`, `x_i - mu` rounded to T) through a
+/// `perturbation_guard` and then written back from a saved copy, so the restore is exact (also
+/// when the objective throws). The estimate is held in a d-element buffer
 /// (state sized at construction) and applied as a dense gradient: CGE is meant for small d.
 #pragma once
 
@@ -17,6 +18,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../config.hpp"
@@ -27,6 +29,7 @@
 #include "../outcome/outcome.hpp"
 #include "../stepper/stepper_template.hpp"
 #include "objective.hpp"
+#include "perturbation_guard.hpp"
 #include "replay_log.hpp"
 
 namespace stochgrad::zo {
@@ -92,21 +95,40 @@ class coordinate_wise {
   }
 
   /// One step: 2d evaluations, then the optimizer update with the estimate.
+  /// @throws whatever `f` throws (the coordinate restored exactly first); nonfinite_error under
+  /// nonfinite_policy::throw_error; invalid_argument, before anything changes, for an objective
+  /// taking a span over a multi-tensor parameter set.
   template <class S, class F>
   step_report step(S& s, F&& f) {
-    detail::check_objective<std::remove_reference_t<F>, typename S::value_type>();
-    return run(s, &f, nullptr, {});
+    using T = typename S::value_type;
+    detail::check_objective<std::remove_reference_t<F>, T>();
+    detail::check_objective_fits<T, std::remove_reference_t<F>>(s.params());
+    step_report r = open_report(s);
+    if (!evaluate_all(s, f, r)) return skip(r, true);
+    return commit(s, r, {});
   }
-  /// The estimate into `out` without updating.
+  /// The estimate into `out` without updating. @throws as step; invalid_argument for outputs of
+  /// other shapes than the parameters.
   template <class S, class F>
   step_report estimate(S& s, F&& f, std::span<const std::span<typename S::value_type>> out) {
-    detail::check_objective<std::remove_reference_t<F>, typename S::value_type>();
+    using T = typename S::value_type;
+    detail::check_objective<std::remove_reference_t<F>, T>();
+    detail::check_objective_fits<T, std::remove_reference_t<F>>(s.params());
     stochgrad::detail::require_same_size("estimate", "parameter tensors", s.params().tensors(), "outputs", out.size());
     for (std::size_t t = 0; t < out.size(); ++t) {
       stochgrad::detail::require_same_size("estimate", "parameter tensor", s.params().tensor(t).size(), "output",
                                            out[t].size());
     }
-    return run(s, &f, nullptr, out);
+    step_report r = open_report(s);
+    if (!evaluate_all(s, f, r)) return skip(r, true);
+    return commit(s, r, out);
+  }
+  /// @copydoc estimate
+  /// Single-tensor parameter sets.
+  template <class S, class F>
+  step_report estimate(S& s, F&& f, std::span<typename S::value_type> out) {
+    const std::span<typename S::value_type> one[1] = {out};
+    return estimate(s, std::forward<F>(f), std::span<const std::span<typename S::value_type>>(one));
   }
   /// Replays a logged step (no evaluation).
   template <class S>
@@ -118,81 +140,89 @@ class coordinate_wise {
     if (!e.skipped && e.coefficients.size() != s.params().size()) {
       throw state_error("replay: a coordinate_wise entry needs one coefficient per parameter");
     }
-    no_f* none = nullptr;
-    return run(s, none, &e, {});
+    step_report r = open_report(s);
+    if (e.skipped) return skip(r, false);
+    auto& st = s.est_state();
+    std::size_t idx = 0;
+    for (std::size_t t = 0; t < s.params().tensors(); ++t) {
+      for (std::size_t i = 0; i < s.params().tensor(t).size(); ++i, ++idx) {
+        st.coefs[idx] = e.coefficients[idx];
+        st.grad[t][i] = static_cast<typename S::value_type>(e.coefficients[idx]);
+      }
+    }
+    return commit(s, r, {});
   }
   /// Nothing is ever pending.
   template <class S>
   void settle(S&) noexcept {}
 
  private:
-  struct no_f {};
-
-  template <class S, class F>
-  step_report run(S& s, F* f, const replay_entry* rep, std::span<const std::span<typename S::value_type>> out) {
-    using T = typename S::value_type;
+  /// Phase plan: the report of this call; the call is used up.
+  template <class S>
+  step_report open_report(S& s) const {
     auto& st = s.est_state();
-    const parameters<T>& p = s.params();
-    const T mu = static_cast<T>(o_.mu);
     step_report r;
     r.call = st.calls;
     r.step = s.steps();
     r.eps = o_.mu;
-    r.queries = p.size();
-    bool ok = true;
-    if constexpr (!std::is_same_v<F, no_f>) {
-      std::size_t idx = 0;
-      for (std::size_t t = 0; t < p.tensors(); ++t) {
-        T* x = p.tensor(t).data();
-        for (std::size_t e = 0; e < p.tensor(t).size(); ++e, ++idx) {
-          const T saved = x[e];
-          evaluation lp, lm;
-          try {
-            x[e] = saved + mu;
-            lp = detail::evaluate<T>(*f, p);
-            x[e] = saved - mu;
-            lm = detail::evaluate<T>(*f, p);
-          } catch (...) {
-            x[e] = saved;
-            ++st.calls;
-            throw;
-          }
-          x[e] = saved;
-          r.evaluations += 2;
-          st.outcomes[2 * idx] = lp.valid ? lp.loss : std::numeric_limits<double>::quiet_NaN();
-          st.outcomes[2 * idx + 1] = lm.valid ? lm.loss : std::numeric_limits<double>::quiet_NaN();
-          const double g = (lp.loss - lm.loss) / (2.0 * o_.mu);
-          ok = ok && detail::usable(lp) && detail::usable(lm) && std::isfinite(g);
-          st.coefs[idx] = g;
-          st.grad[t][e] = static_cast<T>(g);
-        }
-      }
-      r.loss_plus = st.outcomes[0];
-      r.loss_minus = st.outcomes[1];
-      r.projected_gradient = st.coefs[0];
-      r.losses = std::span<const double>(st.outcomes.data(), 2 * p.size());
-    } else {
-      (void)f;
-      ok = !rep->skipped;
-      if (ok) {
-        std::size_t idx = 0;
-        for (std::size_t t = 0; t < p.tensors(); ++t) {
-          for (std::size_t e = 0; e < p.tensor(t).size(); ++e, ++idx) {
-            st.coefs[idx] = rep->coefficients[idx];
-            st.grad[t][e] = static_cast<T>(rep->coefficients[idx]);
-          }
-        }
-      }
-    }
+    r.queries = s.params().size();
     ++st.calls;
-    if (!ok) {
-      r.nonfinite = true;
-      if (rep == nullptr && o_.on_nonfinite == nonfinite_policy::throw_error) {
-        throw nonfinite_error("coordinate_wise: non-finite or invalid evaluation at step " + std::to_string(r.step) +
-                              "; the parameters were left unchanged");
+    return r;
+  }
+
+  /// Phase evaluate: x_i + mu, x_i - mu for each coordinate i, through one perturbation_guard
+  /// (exact restore: the coordinate perturber writes the saved value back), and the estimate of
+  /// the file comment per coordinate. Returns whether every evaluation and estimate is finite.
+  template <class S, class F>
+  bool evaluate_all(S& s, F& f, step_report& r) {
+    using T = typename S::value_type;
+    auto& st = s.est_state();
+    const parameters<T>& p = s.params();
+    const T mu = static_cast<T>(o_.mu);
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    detail::coordinate_perturber<T> pert{&p};
+    detail::perturbation_guard g(pert, 0);
+    bool ok = true;
+    std::size_t idx = 0;
+    for (std::size_t t = 0; t < p.tensors(); ++t) {
+      for (std::size_t e = 0; e < p.tensor(t).size(); ++e, ++idx) {
+        g.move_to({t, e}, mu);
+        const evaluation lp = detail::evaluate<T>(f, p);
+        g.move_to({t, e}, static_cast<T>(-mu));
+        const evaluation lm = detail::evaluate<T>(f, p);
+        r.evaluations += 2;
+        st.outcomes[2 * idx] = lp.valid ? lp.loss : nan;
+        st.outcomes[2 * idx + 1] = lm.valid ? lm.loss : nan;
+        const double gi = (lp.loss - lm.loss) / (2.0 * o_.mu);
+        ok = ok && detail::usable(lp) && detail::usable(lm) && std::isfinite(gi);
+        st.coefs[idx] = gi;
+        st.grad[t][e] = static_cast<T>(gi);
       }
-      return r;
     }
+    g.restore();
+    r.loss_plus = st.outcomes[0];
+    r.loss_minus = st.outcomes[1];
+    r.projected_gradient = st.coefs[0];
+    r.losses = std::span<const double>(st.outcomes.data(), 2 * p.size());
+    return ok;
+  }
+
+  /// Commit of a skipped step (the parameters are unchanged).
+  step_report skip(step_report& r, bool may_throw) const {
+    r.nonfinite = true;
+    if (may_throw && o_.on_nonfinite == nonfinite_policy::throw_error) {
+      throw nonfinite_error("coordinate_wise: non-finite or invalid evaluation at step " + std::to_string(r.step) +
+                            "; the parameters were left unchanged");
+    }
+    return r;
+  }
+
+  /// Phase commit: the estimate as a dense gradient, into `out` (estimate) or the optimizer.
+  template <class S>
+  step_report commit(S& s, step_report& r, std::span<const std::span<typename S::value_type>> out) {
+    using T = typename S::value_type;
+    auto& st = s.est_state();
+    const parameters<T>& p = s.params();
     r.coefficients = std::span<const double>(st.coefs.data(), p.size());
     for (std::size_t t = 0; t < p.tensors(); ++t) st.spans[t] = std::span<const T>(st.grad[t]);
     const dense_gradient<T> g(std::span<const std::span<const T>>(st.spans.data(), st.spans.size()));

@@ -36,7 +36,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <limits>
 #include <span>
 #include <string>
@@ -57,6 +56,7 @@
 #include "kernels.hpp"
 #include "mask.hpp"
 #include "objective.hpp"
+#include "perturbation_guard.hpp"
 #include "replay_log.hpp"
 #include "schedules.hpp"
 
@@ -134,10 +134,26 @@ struct difference_state {
   }
 };
 
-enum class run_kind { step, estimate, replay };
-struct no_objective {};
+/// What the plan phase of one difference step fixes before anything is perturbed.
+struct difference_plan {
+  std::uint64_t call = 0;  ///< the call number (its seed is consumed once the plan is made)
+  std::uint64_t k = 0;     ///< optimizer step (schedules)
+  std::uint64_t seed = 0;  ///< noise seed of the step
+  std::size_t q = 0;       ///< directions
+  std::size_t n_out = 0;   ///< evaluations (outcomes)
+  double eps = 0.0;        ///< perturbation size after the schedule
+  double dim = 0.0;        ///< perturbed entries (unit-sphere scaling)
+  bool center = false;     ///< one_sided with f(theta)
+  mask_view mask{};        ///< the mask of this step (empty when unmasked)
+};
 
-/// The engine shared by two_point and one_sided.
+/// The engine shared by two_point and one_sided. A step runs in named phases:
+///   plan      q, eps and seed of the call (validated; the seed is consumed), the mask, the norms
+///   evaluate  perturb through one perturbation_guard and evaluate (or, replaying, only perturb)
+///   shape     outcomes -> baseline -> normalizer -> one coefficient per direction
+///   commit    restore and update (fused into the optimizer's pass), or restore and write the
+///             estimate, or restore and skip (non-finite)
+/// step, estimate and replay are the three entry points composing them.
 template <bool Central, class Dir, class Schedule, class Mask, class Gen>
 class difference_estimator {
  public:
@@ -157,7 +173,7 @@ class difference_estimator {
   explicit difference_estimator(difference_options opts, Schedule schedule = {}, Mask mask = {},
                                 direction_type dir = {})
       : opts_(opts), sched_(std::move(schedule)), mask_(std::move(mask)), dir_(std::move(dir)) {
-    opts_.validate(Central ? "two_point" : "one_sided");
+    opts_.validate(who());
     mask_.validate();
     validate_schedule(sched_);
   }
@@ -194,7 +210,7 @@ class difference_estimator {
   /// Replaces the options (the master seed of a running stepper lives in its state and is not
   /// changed). @throws invalid_argument as the constructor.
   void set_options(const difference_options& o) {
-    o.validate(Central ? "two_point" : "one_sided");
+    o.validate(who());
     opts_ = o;
   }
   /// The perturbation schedule.
@@ -209,28 +225,52 @@ class difference_estimator {
   /// Number of directions at step k.
   std::size_t queries_at(std::uint64_t k) const noexcept { return detail::queries_at(sched_, k, opts_.q); }
 
-  /// One step: perturb in place, evaluate `f`, restore, update through the stepper's optimizer.
+  /// One step: perturb in place, evaluate `f`, restore, update through the stepper's optimizer
+  /// (`g` of the file comment, fused into the optimizer's pass).
   /// @throws whatever `f` throws (parameters restored first); nonfinite_error under
-  /// `nonfinite_policy::throw_error`; invalid_argument if the schedule yields eps <= 0.
+  /// `nonfinite_policy::throw_error`; invalid_argument if the schedule yields eps <= 0 or if `f`
+  /// takes a span and the parameter set has several tensors (both before anything changes).
   template <class S, class F>
   step_report step(S& s, F&& f) {
     using T = typename S::value_type;
     check_objective<std::remove_reference_t<F>, T>();
-    return run(s, &f, run_kind::step, nullptr, nullptr, {});
+    check_objective_fits<T, std::remove_reference_t<F>>(s.params());
+    const difference_plan pl = plan(s, nullptr);
+    auto pert = perturber(s, pl);
+    perturbation_guard g(pert, pl.seed);
+    step_report r = open_report(pl, s.steps());
+    const bool usable_all = evaluate_all(s, pl, g, r, [&] { return detail::evaluate<T>(f, s.params()); });
+    if (!shape(s, pl, usable_all, r)) return skip(pl, g, r, true);
+    commit_update(s, pl, g, r, nullptr);
+    return r;
   }
 
-  /// Computes the estimate into `out` (one span per tensor) without updating: the same passes
+  /// Computes the estimate `g` into `out` (one span per tensor) without updating: the same passes
   /// and evaluations as a step (a seed is consumed; the optimizer step counter is not advanced).
+  /// @throws as step; invalid_argument if `out` does not match the parameters' shapes.
   template <class S, class F>
   step_report estimate(S& s, F&& f, std::span<const std::span<typename S::value_type>> out) {
     using T = typename S::value_type;
     check_objective<std::remove_reference_t<F>, T>();
-    stochgrad::detail::require_same_size("estimate", "parameter tensors", s.params().tensors(), "outputs", out.size());
-    for (std::size_t t = 0; t < out.size(); ++t) {
-      stochgrad::detail::require_same_size("estimate", "parameter tensor", s.params().tensor(t).size(), "output",
-                                           out[t].size());
-    }
-    return run(s, &f, run_kind::estimate, nullptr, nullptr, out);
+    check_objective_fits<T, std::remove_reference_t<F>>(s.params());
+    check_outputs(s.params(), out);
+    const difference_plan pl = plan(s, nullptr);
+    auto pert = perturber(s, pl);
+    perturbation_guard g(pert, pl.seed);
+    step_report r = open_report(pl, s.steps());
+    const bool usable_all = evaluate_all(s, pl, g, r, [&] { return detail::evaluate<T>(f, s.params()); });
+    if (!shape(s, pl, usable_all, r)) return skip(pl, g, r, true);
+    g.restore();
+    using source_t = direction_source<T, direction_type, Mask::enabled>;
+    materialize(s.params(), source_t(s.params(), dir_, terms_of(s, pl), pl.mask), out, s.exec());
+    return r;
+  }
+  /// @copydoc estimate
+  /// Single-tensor parameter sets.
+  template <class S, class F>
+  step_report estimate(S& s, F&& f, std::span<typename S::value_type> out) {
+    const std::span<typename S::value_type> one[1] = {out};
+    return estimate(s, std::forward<F>(f), std::span<const std::span<typename S::value_type>>(one));
   }
 
   /// Replays one logged step (no objective call): the same passes, the logged scalars.
@@ -245,8 +285,14 @@ class difference_estimator {
     if (e.queries == 0 || (!e.skipped && e.coefficients.size() != e.queries)) {
       throw state_error("replay: malformed entry for call " + std::to_string(e.call));
     }
-    no_objective* none = nullptr;
-    return run(s, none, run_kind::replay, &e, next, {});
+    const difference_plan pl = plan(s, &e);
+    auto pert = perturber(s, pl);
+    perturbation_guard g(pert, pl.seed);
+    step_report r = open_report(pl, s.steps());
+    evaluate_all(s, pl, g, r, [] { return evaluation{std::numeric_limits<double>::quiet_NaN(), false}; }, false);
+    if (!replay_coefficients(s, pl, e, r)) return skip(pl, g, r, false);
+    commit_update(s, pl, g, r, next);
+    return r;
   }
 
   /// Removes a pending next-step perturbation (pass_mode::fused_next) so that the parameters are
@@ -256,265 +302,272 @@ class difference_estimator {
     using T = typename S::value_type;
     auto& st = s.est_state();
     if (!st.pending) return;
-    const pass_term<T> undo{st.pending_seed, 0, static_cast<T>(-st.pending_scale)};
-    perturb_pass<false>(s.params(), dir_, mask_view{}, &undo, 1, s.exec());
-    st.pending = false;
+    direction_perturber<false, T, direction_type> pert{&s.params(), &dir_, mask_view{}, s.exec(), false};
+    drop_pending(pert, st);
   }
 
  private:
+  static constexpr const char* who() noexcept { return Central ? "two_point" : "one_sided"; }
+
   std::size_t outcome_count(std::size_t q) const noexcept {
     return Central ? 2 * q : q + (opts_.center ? 1 : 0);
   }
 
-  template <class S, class F>
-  step_report run(S& s, F* f, run_kind kind, const replay_entry* rep, const replay_entry* rep_next,
-                  std::span<const std::span<typename S::value_type>> out) {
-    using T = typename S::value_type;
-    static_assert(direction_policy<direction_type, T>,
-                  "stochgrad::zo: the direction is not a direction policy for this parameter type");
-    constexpr bool masked = Mask::enabled;
-    constexpr bool normalized = direction_type::normalized;
-    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-    const char* who = Central ? "two_point" : "one_sided";
+  template <class T>
+  static void check_outputs(const parameters<T>& p, std::span<const std::span<T>> out) {
+    stochgrad::detail::require_same_size("estimate", "parameter tensors", p.tensors(), "outputs", out.size());
+    for (std::size_t t = 0; t < out.size(); ++t) {
+      stochgrad::detail::require_same_size("estimate", "parameter tensor", p.tensor(t).size(), "output",
+                                           out[t].size());
+    }
+  }
 
+  /// Removes the pending perturbation the state records (through a guard that adopts it).
+  template <class P, class St>
+  static void drop_pending(P& pert, St& st) {
+    using T = typename P::value_type;
+    perturbation_guard g(pert, st.pending_seed);
+    g.adopt(0, static_cast<T>(st.pending_scale));
+    g.restore();
+    st.pending = false;
+  }
+
+  /// Phase plan: q, eps and seed of this call (from the schedule, or from a replay entry),
+  /// validated; then the seed is consumed; then the mask and the direction norms.
+  template <class S>
+  difference_plan plan(S& s, const replay_entry* rep) {
     auto& st = s.est_state();
-    const parameters<T>& p = s.params();
-    const executor ex = s.exec();
-    const std::uint64_t k = s.steps();
-    const std::uint64_t call = st.calls;
-    const bool center = !Central && opts_.center;
-    const bool first_fusable = Central || !opts_.center;
-
-    std::size_t q;
-    double eps;
-    std::uint64_t seed;
-    if (rep != nullptr) {
-      q = static_cast<std::size_t>(rep->queries);
-      eps = rep->eps;
-      seed = rep->seed;
-    } else {
-      q = queries_at(k);
-      eps = eps_at(k);
-      seed = step_seed(st.master_seed, call);
-    }
-    stochgrad::detail::require(q >= 1, who, "q at this step", static_cast<double>(q), ">= 1");
-    stochgrad::detail::require(eps > 0.0 && std::isfinite(eps), who, "eps at this step (after the schedule)", eps,
-                               "> 0 and finite");
-    const std::size_t n_out = outcome_count(q);
-    st.reserve(q, n_out);
-
-    step_report r;
-    r.call = call;
-    r.step = k;
-    r.seed = seed;
-    r.eps = eps;
-    r.queries = q;
-
-    // The mask, from the unperturbed parameters.
-    if constexpr (masked) {
+    difference_plan pl;
+    pl.call = st.calls;
+    pl.k = s.steps();
+    pl.q = rep != nullptr ? static_cast<std::size_t>(rep->queries) : queries_at(pl.k);
+    pl.eps = rep != nullptr ? rep->eps : eps_at(pl.k);
+    pl.seed = rep != nullptr ? rep->seed : step_seed(st.master_seed, pl.call);
+    stochgrad::detail::require(pl.q >= 1, who(), "q at this step", static_cast<double>(pl.q), ">= 1");
+    stochgrad::detail::require(pl.eps > 0.0 && std::isfinite(pl.eps), who(), "eps at this step (after the schedule)",
+                               pl.eps, "> 0 and finite");
+    pl.n_out = outcome_count(pl.q);
+    pl.center = !Central && opts_.center;
+    st.reserve(pl.q, pl.n_out);
+    st.calls = pl.call + 1;  // every call past validation uses its seed up, also one that throws
+    pl.dim = static_cast<double>(s.params().size());
+    if constexpr (Mask::enabled) {
       if (st.pending) settle(s);
-      if (mask_.dynamic || !st.mask.ready) st.mask.compute(p, mask_);
+      if (mask_.dynamic || !st.mask.ready) st.mask.compute(s.params(), mask_);
+      pl.mask = st.mask.view();
+      pl.dim = static_cast<double>(st.mask.selected);
     }
-    const mask_view mv = masked ? st.mask.view() : mask_view{};
-    auto pass = [&](std::initializer_list<pass_term<T>> terms) {
-      perturb_pass<masked>(p, dir_, mv, terms.begin(), terms.size(), ex);
-    };
-    auto norm_of = [&](std::uint64_t sd, std::uint32_t draw) {
-      return std::sqrt(direction_squared_norm<masked>(p, dir_, mv, sd, draw, ex));
-    };
+    for (std::size_t j = 0; j < pl.q; ++j) {
+      st.norms[j] = direction_type::normalized ? norm_of(s, pl, pl.seed, static_cast<std::uint32_t>(j)) : 1.0;
+    }
+    return pl;
+  }
 
-    // Perturbation scale of each direction (unit sphere: eps / |v_j|).
-    double dim = static_cast<double>(p.size());
-    if constexpr (masked) dim = static_cast<double>(st.mask.selected);
-    for (std::size_t j = 0; j < q; ++j) st.norms[j] = normalized ? norm_of(seed, static_cast<std::uint32_t>(j)) : 1.0;
-    auto scale_of = [&](std::size_t j) { return static_cast<T>(normalized ? eps / st.norms[j] : eps); };
+  template <class S>
+  auto perturber(S& s, const difference_plan& pl) const {
+    using T = typename S::value_type;
+    return direction_perturber<Mask::enabled, T, direction_type>{&s.params(), &dir_, pl.mask, s.exec(),
+                                                                  opts_.mode == pass_mode::reference};
+  }
 
-    // A pending perturbation from the previous step is this step's first one when it matches.
-    bool have_first = false;
-    std::size_t active = 0;  // the parameters hold theta + disp * v(seed, active) when perturbed
-    bool perturbed = false;
-    T disp = T(0);
-    if (st.pending) {
-      if (first_fusable && st.pending_seed == seed && st.pending_scale == static_cast<double>(scale_of(0))) {
-        have_first = true;
-        perturbed = true;
-        disp = scale_of(0);
-      } else {
-        const pass_term<T> undo{st.pending_seed, 0, static_cast<T>(-st.pending_scale)};
-        perturb_pass<masked>(p, dir_, mv, &undo, 1, ex);
-      }
+  template <class S>
+  double norm_of(S& s, const difference_plan& pl, std::uint64_t seed, std::uint32_t draw) const {
+    return std::sqrt(direction_squared_norm<Mask::enabled>(s.params(), dir_, pl.mask, seed, draw, s.exec()));
+  }
+
+  /// Perturbation scale of direction j: eps, or eps / |v_j| for unit-sphere directions.
+  template <class T, class St>
+  static T scale_of(const difference_plan& pl, const St& st, std::size_t j) {
+    return static_cast<T>(direction_type::normalized ? pl.eps / st.norms[j] : pl.eps);
+  }
+
+  static step_report open_report(const difference_plan& pl, std::uint64_t k) {
+    step_report r;
+    r.call = pl.call;
+    r.step = k;
+    r.seed = pl.seed;
+    r.eps = pl.eps;
+    r.queries = pl.q;
+    return r;
+  }
+
+  /// A pending perturbation from the previous step is this step's first one when it matches
+  /// (the guard adopts it); otherwise it is removed.
+  template <class S, class G>
+  void adopt_pending(S& s, const difference_plan& pl, G& g) {
+    using T = typename S::value_type;
+    auto& st = s.est_state();
+    if (!st.pending) return;
+    const bool first_fusable = Central || !opts_.center;
+    const T s0 = scale_of<T>(pl, st, 0);
+    if (first_fusable && st.pending_seed == pl.seed && st.pending_scale == static_cast<double>(s0)) {
+      g.adopt(0, s0);
       st.pending = false;
+    } else {
+      auto pert = perturber(s, pl);
+      drop_pending(pert, st);
     }
+  }
 
-    // Evaluations.
+  /// Phase evaluate: walks the perturbations of the step through the guard
+  ///   two_point: +s_j v_j, -s_j v_j for each j;  one_sided: [theta,] +s_j v_j for each j
+  /// and records `eval()` at each one (replay: `evaluating = false`, the outcomes are NaN). Returns
+  /// whether every evaluation was usable. The parameters stay perturbed (the guard holds it).
+  template <class S, class G, class E>
+  bool evaluate_all(S& s, const difference_plan& pl, G& g, step_report& r, E&& eval, bool evaluating = true) {
+    using T = typename S::value_type;
+    auto& st = s.est_state();
+    adopt_pending(s, pl, g);
     double* outc = st.outcomes.data();
     bool usable_all = true;
-    auto eval_into = [&](std::size_t slot) {
-      if constexpr (!std::is_same_v<F, no_objective>) {
-        if (kind != run_kind::replay) {
-          const evaluation e = detail::evaluate<T>(*f, p);
-          ++r.evaluations;
-          outc[slot] = e.valid ? e.loss : nan;
-          usable_all = usable_all && usable(e);
-          return;
-        }
+    auto record = [&](std::size_t slot) {
+      if (!evaluating) {
+        outc[slot] = std::numeric_limits<double>::quiet_NaN();
+        return;
       }
-      outc[slot] = nan;
+      const evaluation e = eval();
+      ++r.evaluations;
+      outc[slot] = e.valid ? e.loss : std::numeric_limits<double>::quiet_NaN();
+      usable_all = usable_all && usable(e);
     };
-    const bool separate = opts_.mode == pass_mode::reference;
-    try {
-      if (center) eval_into(0);
-      const std::size_t off = center ? 1 : 0;
-      for (std::size_t j = 0; j < q; ++j) {
-        const T sj = scale_of(j);
-        const auto dj = static_cast<std::uint32_t>(j);
-        if (j == 0) {
-          if (!have_first) pass({{seed, 0, sj}});
-        } else if (separate) {
-          pass({{seed, dj - 1, static_cast<T>(-disp)}});
-          pass({{seed, dj, sj}});
-        } else {
-          pass({{seed, dj - 1, static_cast<T>(-disp)}, {seed, dj, sj}});
-        }
-        active = j;
-        perturbed = true;
-        disp = sj;
-        if constexpr (Central) {
-          eval_into(2 * j);
-          const T m2 = static_cast<T>(-(sj + sj));
-          pass({{seed, dj, m2}});
-          disp = static_cast<T>(-sj);
-          eval_into(2 * j + 1);
-        } else {
-          eval_into(off + j);
-        }
+    if (pl.center) record(0);
+    const std::size_t off = pl.center ? 1 : 0;
+    for (std::size_t j = 0; j < pl.q; ++j) {
+      const T sj = scale_of<T>(pl, st, j);
+      const auto dj = static_cast<std::uint32_t>(j);
+      if (j != 0 || !g.held()) g.move_to(dj, sj);
+      if constexpr (Central) {
+        record(2 * j);
+        g.move_to(dj, static_cast<T>(-sj));
+        record(2 * j + 1);
+      } else {
+        record(off + j);
       }
-    } catch (...) {
-      if (perturbed) pass({{seed, static_cast<std::uint32_t>(active), static_cast<T>(-disp)}});
-      st.calls = call + 1;
-      throw;
     }
-    const auto last = static_cast<std::uint32_t>(q - 1);
-    const T restore_scale = static_cast<T>(-disp);
-    auto restore_pass = [&] { pass({{seed, last, restore_scale}}); };
+    report_losses(pl, outc, r);
+    return usable_all;
+  }
 
-    // Report the raw evaluations.
+  /// The raw evaluations in the report.
+  static void report_losses(const difference_plan& pl, const double* outc, step_report& r) {
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
     if constexpr (Central) {
       r.loss_plus = outc[0];
       r.loss_minus = outc[1];
-      r.projected_gradient = (outc[0] - outc[1]) / (2.0 * eps);
+      r.projected_gradient = (outc[0] - outc[1]) / (2.0 * pl.eps);
     } else {
-      r.loss_plus = outc[center ? 1 : 0];
-      r.loss_minus = center ? outc[0] : nan;
-      r.projected_gradient = center ? (outc[1] - outc[0]) / eps : nan;
+      r.loss_plus = outc[pl.center ? 1 : 0];
+      r.loss_minus = pl.center ? outc[0] : nan;
+      r.projected_gradient = pl.center ? (outc[1] - outc[0]) / pl.eps : nan;
     }
-    r.losses = std::span<const double>(outc, n_out);
+    r.losses = std::span<const double>(outc, pl.n_out);
+  }
 
-    // Shape the outcomes and form the coefficients.
+  /// Phase shape: a = normalizer(baseline(r)) over one group, then the coefficient of each
+  /// direction (file comment). Returns false if an evaluation or a coefficient is not finite.
+  template <class S>
+  bool shape(S& s, const difference_plan& pl, bool usable_all, step_report& r) {
+    auto& st = s.est_state();
     double* coef = st.coefs.data();
-    bool ok;
-    if (rep != nullptr) {
-      ok = !rep->skipped;
-      if (ok) {
-        for (std::size_t j = 0; j < q; ++j) coef[j] = rep->coefficients[j];
+    r.coefficients = std::span<const double>(coef, pl.q);
+    if (!usable_all) return false;
+    const std::size_t n = pl.n_out;
+    const std::span<const double> rr(st.outcomes.data(), n);
+    st.layout.assign_contiguous(1, n);
+    s.baseline().compute(rr, st.layout, std::span<double>(st.base.data(), n));
+    s.normalizer().apply(rr, std::span<const double>(st.base.data(), n), st.layout, std::span<double>(st.adv.data(), n));
+    const double* a = st.adv.data();
+    bool ok = true;
+    for (std::size_t j = 0; j < pl.q; ++j) {
+      double diff, denom;
+      if constexpr (Central) {
+        diff = a[2 * j] - a[2 * j + 1];
+        denom = 2.0 * pl.eps;
+      } else {
+        diff = pl.center ? a[1 + j] - a[0] : a[j];
+        denom = pl.eps;
       }
-    } else {
-      ok = usable_all;
-      if (ok) {
-        const std::span<const double> rr(outc, n_out);
-        st.layout.assign_contiguous(1, n_out);
-        s.baseline().compute(rr, st.layout, std::span<double>(st.base.data(), n_out));
-        s.normalizer().apply(rr, std::span<const double>(st.base.data(), n_out), st.layout,
-                             std::span<double>(st.adv.data(), n_out));
-        const double* a = st.adv.data();
-        for (std::size_t j = 0; j < q; ++j) {
-          double diff, denom;
-          if constexpr (Central) {
-            diff = a[2 * j] - a[2 * j + 1];
-            denom = 2.0 * eps;
-          } else {
-            diff = center ? a[1 + j] - a[0] : a[j];
-            denom = eps;
-          }
-          double c = diff / (denom * static_cast<double>(q));
-          if constexpr (normalized) c *= dim / st.norms[j];
-          coef[j] = c;
-          ok = ok && std::isfinite(c);
-        }
-      }
+      double c = diff / (denom * static_cast<double>(pl.q));
+      if constexpr (direction_type::normalized) c *= pl.dim / st.norms[j];
+      coef[j] = c;
+      ok = ok && std::isfinite(c);
     }
-    r.coefficients = std::span<const double>(coef, q);
+    return ok;
+  }
 
-    if (!ok) {
-      restore_pass();
-      st.calls = call + 1;
-      r.nonfinite = true;
-      r.coefficients = {};
-      if (kind != run_kind::replay && opts_.on_nonfinite == nonfinite_policy::throw_error) {
-        throw nonfinite_error(std::string(who) + ": non-finite or invalid evaluation at step " + std::to_string(k) +
-                              " (L+ = " + stochgrad::detail::num_to_string(r.loss_plus) +
-                              ", L- = " + stochgrad::detail::num_to_string(r.loss_minus) +
-                              "); the parameters were restored");
-      }
-      return r;
+  /// Phase shape when replaying: the logged coefficients. Returns false for a logged skip.
+  template <class S>
+  static bool replay_coefficients(S& s, const difference_plan& pl, const replay_entry& e, step_report& r) {
+    double* coef = s.est_state().coefs.data();
+    r.coefficients = std::span<const double>(coef, pl.q);
+    if (e.skipped) return false;
+    for (std::size_t j = 0; j < pl.q; ++j) coef[j] = e.coefficients[j];
+    return true;
+  }
+
+  /// Commit of a skipped step: restore, report, and throw under nonfinite_policy::throw_error.
+  template <class G>
+  step_report skip(const difference_plan& pl, G& g, step_report& r, bool may_throw) const {
+    g.restore();
+    r.nonfinite = true;
+    r.coefficients = {};
+    if (may_throw && opts_.on_nonfinite == nonfinite_policy::throw_error) {
+      throw nonfinite_error(std::string(who()) + ": non-finite or invalid evaluation at step " + std::to_string(pl.k) +
+                            " (L+ = " + stochgrad::detail::num_to_string(r.loss_plus) +
+                            ", L- = " + stochgrad::detail::num_to_string(r.loss_minus) +
+                            "); the parameters were restored");
     }
+    return r;
+  }
 
-    for (std::size_t j = 0; j < q; ++j) st.terms[j] = noise_term{seed, static_cast<std::uint32_t>(j), coef[j]};
-    const std::span<const noise_term> terms(st.terms.data(), q);
-    using source_t = direction_source<T, direction_type, masked>;
-
-    if (kind == run_kind::estimate) {
-      restore_pass();
-      st.calls = call + 1;
-      const source_t src(p, dir_, terms, mv);
-      materialize(p, src, out, ex);
-      return r;
+  template <class S>
+  static std::span<const noise_term> terms_of(S& s, const difference_plan& pl) {
+    auto& st = s.est_state();
+    for (std::size_t j = 0; j < pl.q; ++j) {
+      st.terms[j] = noise_term{pl.seed, static_cast<std::uint32_t>(j), st.coefs[j]};
     }
+    return std::span<const noise_term>(st.terms.data(), pl.q);
+  }
 
-    // The next step's first perturbation, fused into this update.
-    bool fuse_next = !masked && first_fusable && opts_.mode == pass_mode::fused_next;
+  /// Phase commit of an update: the optimizer's pass restores, updates and (fused_next) adds the
+  /// next step's first perturbation at once; with pass_mode::reference the guard restores first.
+  /// `next` (replay) supplies the next seed and eps. On a throw or a skipped update the guard
+  /// restores.
+  template <class S, class G>
+  void commit_update(S& s, const difference_plan& pl, G& g, step_report& r, const replay_entry* next) {
+    using T = typename S::value_type;
+    using source_t = direction_source<T, direction_type, Mask::enabled>;
+    auto& st = s.est_state();
+    const std::span<const noise_term> terms = terms_of(s, pl);
+    if (opts_.mode == pass_mode::reference) {
+      g.restore();
+      r.update = s.apply(source_t(s.params(), dir_, terms, pl.mask));
+      r.applied = r.update.applied;
+      return;
+    }
+    bool fuse_next = !Mask::enabled && (Central || !opts_.center) && opts_.mode == pass_mode::fused_next;
     std::uint64_t seed_n = 0;
     T scale_n = T(0);
     if (fuse_next) {
-      seed_n = rep_next != nullptr ? rep_next->seed : step_seed(st.master_seed, call + 1);
-      const double eps_n = rep_next != nullptr ? rep_next->eps : eps_at(k + 1);
+      seed_n = next != nullptr ? next->seed : step_seed(st.master_seed, pl.call + 1);
+      const double eps_n = next != nullptr ? next->eps : eps_at(pl.k + 1);
       fuse_next = eps_n > 0.0 && std::isfinite(eps_n);
-      if (fuse_next) scale_n = static_cast<T>(normalized ? eps_n / norm_of(seed_n, 0) : eps_n);
+      if (fuse_next) scale_n = static_cast<T>(direction_type::normalized ? eps_n / norm_of(s, pl, seed_n, 0) : eps_n);
     }
-
-    update_report ur;
-    try {
-      if (separate) {
-        restore_pass();
-        const source_t src(p, dir_, terms, mv);
-        ur = s.apply(src);
-      } else {
-        source_t src(p, dir_, terms, mv);
-        src.set_restore(seed, last, restore_scale);
-        if (fuse_next) src.set_next(seed_n, 0, scale_n);
-        try {
-          ur = s.apply(src);
-        } catch (...) {
-          restore_pass();  // the optimizer threw before its pass: the parameters are still perturbed
-          throw;
-        }
-        if (!ur.applied) restore_pass();  // the optimizer skipped its pass
-      }
-    } catch (...) {
-      st.calls = call + 1;
-      throw;
-    }
-    if (fuse_next && ur.applied) {
+    source_t src(s.params(), dir_, terms, pl.mask);
+    const pass_term<T> undo = g.restore_term();
+    src.set_restore(undo.seed, undo.draw, undo.scale);
+    if (fuse_next) src.set_next(seed_n, 0, scale_n);
+    r.update = s.apply(src);  // throws before its pass: the guard restores on unwind
+    r.applied = r.update.applied;
+    if (!r.applied) return g.restore();  // the optimizer skipped its pass
+    g.dismiss();
+    if (fuse_next) {
       st.pending = true;
       st.pending_seed = seed_n;
       st.pending_scale = static_cast<double>(scale_n);
     }
-    st.calls = call + 1;
-    r.applied = ur.applied;
-    r.update = ur;
-    return r;
   }
-
   difference_options opts_;
   Schedule sched_;
   Mask mask_;

@@ -21,17 +21,17 @@ void settle(S& s) {
 }
 
 /// The zeroth-order gradient estimate at the current parameters, written to `out` (one span per
-/// tensor), without an update: the same perturbations and evaluations as a step.
+/// tensor), without an update: the same perturbations and evaluations as a step. The same as the
+/// member `s.estimate(f, out)`.
 template <class S, class F>
 step_report estimate(S& s, F&& f, std::span<const std::span<typename S::value_type>> out) {
-  return s.estimator().estimate(s, std::forward<F>(f), out);
+  return s.estimate(std::forward<F>(f), out);
 }
 /// @copydoc estimate
 /// Single-tensor parameter sets.
 template <class S, class F>
 step_report estimate(S& s, F&& f, std::span<typename S::value_type> out) {
-  const std::span<typename S::value_type> one[1] = {out};
-  return s.estimator().estimate(s, std::forward<F>(f), std::span<const std::span<typename S::value_type>>(one));
+  return s.estimate(std::forward<F>(f), out);
 }
 
 /// Reconstructs a recorded run: starting from the parameters and stepper state the log was

@@ -129,6 +129,20 @@ evaluation evaluate(F& f, const parameters<T>& p) {
   }
 }
 
+/// Refuses an objective that cannot be called with parameters `p`, before a step changes
+/// anything (no perturbation, no seed used): one taking `std::span<const T>` (and not
+/// `const parameters<T>&`) needs a single-tensor parameter set.
+/// @throws invalid_argument naming the number of tensors.
+template <real_scalar T, class F>
+void check_objective_fits(const parameters<T>& p) {
+  if constexpr (!std::invocable<F&, const parameters<T>&> && std::invocable<F&, std::span<const T>>) {
+    if (p.tensors() != 1) {
+      throw invalid_argument("zo: an objective taking std::span<const T> needs a single-tensor parameter set (this one has " +
+                             std::to_string(p.tensors()) + " tensors); take const parameters<T>& instead");
+    }
+  }
+}
+
 /// True when the evaluation can be used.
 inline bool usable(const evaluation& e) noexcept { return e.valid && std::isfinite(e.loss); }
 

@@ -42,5 +42,6 @@
 #include "kernels.hpp"
 #include "mask.hpp"
 #include "objective.hpp"
+#include "perturbation_guard.hpp"
 #include "replay_log.hpp"
 #include "schedules.hpp"
