@@ -4,6 +4,7 @@
 /// their own hyper-parameters (torch's param groups).
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -117,11 +118,20 @@ class parameters {
     total_ += tensor.size();
     return *this;
   }
-  /// Adds `n` elements at `data` (memory owned by another framework) to group `g`.
-  parameters& add(T* data, std::size_t n, std::size_t g = 0) { return add(std::span<T>(data, n), g); }
+  /// Adds `n` elements at `data` (memory owned by another framework) to group `g`. Any integer
+  /// type is accepted for `n` (e.g. libtorch's int64_t `numel()` or a plain `int`).
+  /// @throws invalid_argument for a negative `n`, null data with non-zero length or an unknown group.
+  template <std::integral N>
+    requires(!std::same_as<N, bool>)
+  parameters& add(T* data, N n, std::size_t g = 0) {
+    if constexpr (std::is_signed_v<N>) {
+      detail::require(n >= 0, "parameters::add", "n", static_cast<double>(n), ">= 0");
+    }
+    return add(std::span<T>(data, static_cast<std::size_t>(n)), g);
+  }
   /// Adds a std::vector, std::array, Eigen vector/matrix/Map/Ref (contiguous) to group `g`.
   template <class V>
-    requires(!std::is_convertible_v<V&, std::span<T>> && requires(V& v) { as_span(v); })
+    requires(!std::is_convertible_v<V&, std::span<T>> && !std::is_pointer_v<V> && requires(V& v) { as_span(v); })
   parameters& add(V& v, std::size_t g = 0) {
     return add(std::span<T>(as_span(v)), g);
   }

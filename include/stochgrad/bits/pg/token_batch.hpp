@@ -38,7 +38,7 @@ template <real_scalar T, class M>
 void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_ref) {
   require(b.sequences >= 1, what, "sequences (empty batch)", static_cast<double>(b.sequences), ">= 1");
   require(b.length >= 1, what, "length", static_cast<double>(b.length), ">= 1");
-  const std::size_t n = b.sequences * b.length;
+  const std::size_t n = checked_product(what, "sequences", b.sequences, "length", b.length);
   require_same_size(what, "logp", b.logp.size(), "sequences x length", n);
   if (!b.old_logp.empty()) require_same_size(what, "old_logp", b.old_logp.size(), "sequences x length", n);
   if (need_ref || !b.ref_logp.empty()) {
@@ -67,6 +67,7 @@ void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_r
 /// @throws size_mismatch if `token_rewards.size() != out.size() * L`
 template <real_scalar T>
 void sum_tokens(std::span<const T> token_rewards, std::size_t length, std::span<T> out) {
+  detail::checked_product("sum_tokens", "out.size()", out.size(), "length", length);
   if (token_rewards.size() != out.size() * length) {
     throw size_mismatch("sum_tokens: token_rewards has " + std::to_string(token_rewards.size()) +
                         " elements but out.size() x length = " + std::to_string(out.size() * length));
@@ -82,6 +83,7 @@ void sum_tokens(std::span<const T> token_rewards, std::size_t length, std::span<
 /// all ones). @throws size_mismatch on inconsistent sizes
 template <real_scalar T, class M = T>
 void broadcast_tokens(std::span<const T> adv, std::span<const M> mask, std::size_t length, std::span<T> out) {
+  detail::checked_product("broadcast_tokens", "adv.size()", adv.size(), "length", length);
   if (out.size() != adv.size() * length || (!mask.empty() && mask.size() != out.size())) {
     throw size_mismatch("broadcast_tokens: expected out (and mask) of " + std::to_string(adv.size() * length) +
                         " elements");
