@@ -34,6 +34,27 @@ struct token_batch {
 
 namespace detail {
 
+[[noreturn]] inline void throw_nonfinite(const char* what, const char* name, std::size_t row, std::size_t col, double v) {
+  throw nonfinite_error(std::string(what) + ": " + name + "[" + std::to_string(row) + "][" + std::to_string(col) +
+                        "] = " + num_to_string(v) + " is not finite (active token)");
+}
+
+/// Masks are validated like log-probs: a floating-point mask entry must be finite (a NaN entry is
+/// "active" since NaN != 0, and it would write NaN into every parameter). `L` >= 1 is the row length.
+/// @throws nonfinite_error naming the first non-finite entry
+template <class M>
+void check_mask_finite(const char* what, std::span<const M> mask, std::size_t L) {
+  if constexpr (std::is_floating_point_v<M>) {
+    bool ok = true;
+    for (const M m : mask) ok &= std::isfinite(m);  // branch-free scan; the index is looked up on failure
+    if (!ok) {
+      for (std::size_t i = 0; i < mask.size(); ++i) {
+        if (!std::isfinite(mask[i])) throw_nonfinite(what, "mask", i / L, i % L, static_cast<double>(mask[i]));
+      }
+    }
+  }
+}
+
 template <real_scalar T, class M>
 void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_ref) {
   require(b.sequences >= 1, what, "sequences (empty batch)", static_cast<double>(b.sequences), ">= 1");
@@ -47,7 +68,10 @@ void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_r
     }
     require_same_size(what, "ref_logp", b.ref_logp.size(), "sequences x length", n);
   }
-  if (!b.mask.empty()) require_same_size(what, "mask", b.mask.size(), "sequences x length", n);
+  if (!b.mask.empty()) {
+    require_same_size(what, "mask", b.mask.size(), "sequences x length", n);
+    check_mask_finite(what, b.mask, b.length);
+  }
   if (b.advantages.size() != b.sequences && b.advantages.size() != n) {
     throw size_mismatch(std::string(what) + ": advantages has " + std::to_string(b.advantages.size()) +
                         " elements; expected sequences = " + std::to_string(b.sequences) +
@@ -55,10 +79,6 @@ void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_r
   }
 }
 
-[[noreturn]] inline void throw_nonfinite(const char* what, const char* name, std::size_t row, std::size_t col, double v) {
-  throw nonfinite_error(std::string(what) + ": " + name + "[" + std::to_string(row) + "][" + std::to_string(col) +
-                        "] = " + num_to_string(v) + " is not finite (active token)");
-}
 
 }  // namespace detail
 
