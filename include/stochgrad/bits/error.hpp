@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -66,6 +67,17 @@ inline void require_same_size(const char* what, const char* name_a, std::size_t 
     throw size_mismatch(std::string(what) + ": " + name_a + " has " + std::to_string(a) + " elements but " + name_b +
                         " has " + std::to_string(b));
   }
+}
+
+/// `a * b` for sizes given by the caller. @throws invalid_argument naming both sizes when the
+/// product does not fit in std::size_t (a wrapped product would pass the size checks after it).
+inline std::size_t checked_product(const char* what, const char* name_a, std::size_t a, const char* name_b,
+                                   std::size_t b) {
+  if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) {
+    throw invalid_argument(std::string(what) + ": " + name_a + " x " + name_b + " = " + std::to_string(a) + " x " +
+                           std::to_string(b) + " overflows std::size_t");
+  }
+  return a * b;
 }
 
 /// Throws invalid_argument when a non-empty range has a null data pointer.

@@ -4,6 +4,8 @@
 /// their own hyper-parameters (torch's param groups).
 #pragma once
 
+#include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -88,13 +90,10 @@ class parameters {
       : parameters(std::span<T>(std::ranges::data(range), std::ranges::size(range))) {}
 
   /// Adds a group with its own options; returns its index.
-  /// @throws invalid_argument for a negative lr_scale, lr or weight decay.
+  /// @throws invalid_argument for an lr_scale outside [0, inf), an lr outside (0, inf) or a weight
+  ///         decay outside [0, inf) (infinity and NaN included).
   std::size_t add_group(group_options opts) {
-    detail::require(opts.lr_scale >= 0.0, "parameters::add_group", "lr_scale", opts.lr_scale, ">= 0");
-    if (opts.lr) detail::require(*opts.lr > 0.0, "parameters::add_group", "lr", *opts.lr, "> 0");
-    if (opts.weight_decay) {
-      detail::require(*opts.weight_decay >= 0.0, "parameters::add_group", "weight_decay", *opts.weight_decay, ">= 0");
-    }
+    check_group_options(opts);
     groups_.push_back(std::move(opts));
     return groups_.size() - 1;
   }
@@ -117,11 +116,20 @@ class parameters {
     total_ += tensor.size();
     return *this;
   }
-  /// Adds `n` elements at `data` (memory owned by another framework) to group `g`.
-  parameters& add(T* data, std::size_t n, std::size_t g = 0) { return add(std::span<T>(data, n), g); }
+  /// Adds `n` elements at `data` (memory owned by another framework) to group `g`. Any integer
+  /// type is accepted for `n` (e.g. libtorch's int64_t `numel()` or a plain `int`).
+  /// @throws invalid_argument for a negative `n`, null data with non-zero length or an unknown group.
+  template <std::integral N>
+    requires(!std::same_as<N, bool>)
+  parameters& add(T* data, N n, std::size_t g = 0) {
+    if constexpr (std::is_signed_v<N>) {
+      detail::require(n >= 0, "parameters::add", "n", static_cast<double>(n), ">= 0");
+    }
+    return add(std::span<T>(data, static_cast<std::size_t>(n)), g);
+  }
   /// Adds a std::vector, std::array, Eigen vector/matrix/Map/Ref (contiguous) to group `g`.
   template <class V>
-    requires(!std::is_convertible_v<V&, std::span<T>> && requires(V& v) { as_span(v); })
+    requires(!std::is_convertible_v<V&, std::span<T>> && !std::is_pointer_v<V> && requires(V& v) { as_span(v); })
   parameters& add(V& v, std::size_t g = 0) {
     return add(std::span<T>(as_span(v)), g);
   }
@@ -144,6 +152,15 @@ class parameters {
   bool empty() const noexcept { return total_ == 0; }
 
  private:
+  static void check_group_options(const group_options& o) {
+    const char* w = "parameters::add_group";
+    detail::require(o.lr_scale >= 0.0 && std::isfinite(o.lr_scale), w, "lr_scale", o.lr_scale, "finite and >= 0");
+    if (o.lr) detail::require(*o.lr > 0.0 && std::isfinite(*o.lr), w, "lr", *o.lr, "finite and > 0");
+    if (o.weight_decay) {
+      detail::require(*o.weight_decay >= 0.0 && std::isfinite(*o.weight_decay), w, "weight_decay", *o.weight_decay,
+                      "finite and >= 0");
+    }
+  }
   struct entry {
     std::span<T> data;
     std::size_t group;

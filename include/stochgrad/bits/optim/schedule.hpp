@@ -77,8 +77,8 @@ struct spall_gain {
   double A = 0.0;        ///< stability constant (about 10 % of the iterations), >= 0
   double alpha = 0.602;  ///< decay exponent, > 0
   void validate() const {
-    detail::require(A >= 0.0, "spall_gain", "A", A, ">= 0");
-    detail::require(alpha > 0.0, "spall_gain", "alpha", alpha, "> 0");
+    detail::require(A >= 0.0 && std::isfinite(A), "spall_gain", "A", A, "finite and >= 0");
+    detail::require(alpha > 0.0 && std::isfinite(alpha), "spall_gain", "alpha", alpha, "finite and > 0");
   }
   double operator()(std::uint64_t k) const noexcept { return 1.0 / std::pow(static_cast<double>(k) + 1.0 + A, alpha); }
 };

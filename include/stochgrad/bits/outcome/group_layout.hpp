@@ -29,7 +29,8 @@ class group_layout {
   group_layout() = default;
 
   /// `groups` groups of `group_size` consecutive samples each: sample n is in group n / group_size.
-  /// @throws invalid_argument if `group_size < 1` or `groups < 1` (an empty batch).
+  /// @throws invalid_argument if `group_size < 1` or `groups < 1` (an empty batch), or if
+  ///         `groups * group_size` overflows std::size_t.
   static group_layout contiguous(std::size_t groups, std::size_t group_size) {
     group_layout g;
     g.assign_contiguous(groups, group_size);
@@ -50,10 +51,12 @@ class group_layout {
                     ">= 1");
     detail::require(groups >= 1, "group_layout::contiguous", "groups (empty batch)", static_cast<double>(groups),
                     ">= 1");
+    const std::size_t samples = detail::checked_product("group_layout::contiguous", "groups", groups, "group_size",
+                                                        group_size);
     contiguous_ = true;
     groups_ = groups;
     group_size_ = group_size;
-    samples_ = groups * group_size;
+    samples_ = samples;
   }
 
   /// Makes this an id layout (see `by_id`). Allocates only when the sample count grows beyond

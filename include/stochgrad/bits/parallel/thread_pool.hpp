@@ -11,6 +11,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -20,30 +22,46 @@
 
 namespace stochgrad {
 
+namespace detail {
+/// Test hook: when set, called with the worker's index (1 .. threads-1) before each worker thread
+/// is started; a throw from it stands for a failed thread creation (fault-injection tests only).
+inline void (*thread_pool_spawn_hook)(unsigned) = nullptr;
+}  // namespace detail
+
 /// A fixed set of worker threads that run index-parallel jobs. The calling thread takes part, so
 /// `thread_pool(1)` has no workers and runs everything inline. Jobs must not throw.
 class thread_pool {
  public:
+  /// Largest accepted thread count (a larger value is almost certainly a wrapped or garbage size).
+  static constexpr unsigned max_threads = 4096;
+
   /// Creates a pool that runs jobs on `threads` threads in total (the caller plus threads - 1
-  /// workers). @throws invalid_argument if threads == 0.
+  /// workers). Exception-safe: if starting a worker fails, the workers already started are
+  /// stopped and joined before the error propagates.
+  /// @throws invalid_argument if threads == 0 or threads > max_threads; error (with the system's
+  ///         reason) if the operating system refuses to start a thread.
   explicit thread_pool(unsigned threads) : size_(threads) {
-    detail::require(threads >= 1, "thread_pool", "threads", threads, ">= 1");
+    detail::require(threads >= 1 && threads <= max_threads, "thread_pool", "threads", threads, "in [1, 4096]");
     workers_.reserve(threads - 1);
-    for (unsigned i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+    try {
+      for (unsigned i = 1; i < threads; ++i) {
+        if (detail::thread_pool_spawn_hook != nullptr) detail::thread_pool_spawn_hook(i);
+        workers_.emplace_back([this] { worker_loop(); });
+      }
+    } catch (const std::system_error& e) {
+      stop_workers();
+      throw error(std::string("thread_pool: starting worker ") + std::to_string(workers_.size() + 1) + " of " +
+                  std::to_string(threads - 1) + " failed: " + e.what());
+    } catch (...) {
+      stop_workers();
+      throw;
+    }
   }
 
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
 
-  ~thread_pool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-      ++generation_;
-    }
-    wake_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
+  ~thread_pool() { stop_workers(); }
 
   /// Threads taking part in a job, the caller included.
   unsigned size() const noexcept { return size_; }
@@ -77,6 +95,16 @@ class thread_pool {
   }
 
  private:
+  void stop_workers() noexcept {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
   void work(void (*call)(void*, std::size_t), void* ctx, std::size_t n) {
     for (;;) {
       const std::size_t t = next_.fetch_add(1, std::memory_order_relaxed);

@@ -82,7 +82,7 @@ template <real_scalar T, class M = T>
 void kl_penalized_rewards(std::span<T> rewards, std::span<const T> old_logp, std::span<const T> ref_logp,
                           std::span<const M> mask, std::size_t length, double beta) {
   detail::require(std::isfinite(beta), "kl_penalized_rewards", "beta", beta, "finite");
-  const std::size_t n = rewards.size() * length;
+  const std::size_t n = detail::checked_product("kl_penalized_rewards", "rewards", rewards.size(), "length", length);
   detail::require_same_size("kl_penalized_rewards", "old_logp", old_logp.size(), "rewards x length", n);
   detail::require_same_size("kl_penalized_rewards", "ref_logp", ref_logp.size(), "rewards x length", n);
   if (!mask.empty()) detail::require_same_size("kl_penalized_rewards", "mask", mask.size(), "rewards x length", n);

@@ -421,11 +421,14 @@ class score_function {
     // ---- validation (nothing is modified before it passes) ----
     detail::require(N >= 1, what, "layout samples (empty batch)", 0.0, ">= 1");
     detail::require(L >= 1, what, "length", static_cast<double>(L), ">= 1");
-    const std::size_t NL = N * L;
+    const std::size_t NL = detail::checked_product(what, "samples", N, "length", L);
     detail::require_same_size(what, "logp", b.logp.size(), "samples x length", NL);
     if (!b.old_logp.empty()) detail::require_same_size(what, "old_logp", b.old_logp.size(), "samples x length", NL);
     if (!b.ref_logp.empty()) detail::require_same_size(what, "ref_logp", b.ref_logp.size(), "samples x length", NL);
-    if (!b.mask.empty()) detail::require_same_size(what, "mask", b.mask.size(), "samples x length", NL);
+    if (!b.mask.empty()) {
+      detail::require_same_size(what, "mask", b.mask.size(), "samples x length", NL);
+      detail::check_mask_finite(what, b.mask, L);
+    }
     if constexpr (detail::pg_vjp_single<F, T>) {
       if (p.tensors() != 1) {
         throw invalid_argument(std::string(what) + ": the callback takes one gradient span but the parameters have " +

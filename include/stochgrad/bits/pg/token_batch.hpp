@@ -34,11 +34,32 @@ struct token_batch {
 
 namespace detail {
 
+[[noreturn]] inline void throw_nonfinite(const char* what, const char* name, std::size_t row, std::size_t col, double v) {
+  throw nonfinite_error(std::string(what) + ": " + name + "[" + std::to_string(row) + "][" + std::to_string(col) +
+                        "] = " + num_to_string(v) + " is not finite (active token)");
+}
+
+/// Masks are validated like log-probs: a floating-point mask entry must be finite (a NaN entry is
+/// "active" since NaN != 0, and it would write NaN into every parameter). `L` >= 1 is the row length.
+/// @throws nonfinite_error naming the first non-finite entry
+template <class M>
+void check_mask_finite(const char* what, std::span<const M> mask, std::size_t L) {
+  if constexpr (std::is_floating_point_v<M>) {
+    bool ok = true;
+    for (const M m : mask) ok &= std::isfinite(m);  // branch-free scan; the index is looked up on failure
+    if (!ok) {
+      for (std::size_t i = 0; i < mask.size(); ++i) {
+        if (!std::isfinite(mask[i])) throw_nonfinite(what, "mask", i / L, i % L, static_cast<double>(mask[i]));
+      }
+    }
+  }
+}
+
 template <real_scalar T, class M>
 void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_ref) {
   require(b.sequences >= 1, what, "sequences (empty batch)", static_cast<double>(b.sequences), ">= 1");
   require(b.length >= 1, what, "length", static_cast<double>(b.length), ">= 1");
-  const std::size_t n = b.sequences * b.length;
+  const std::size_t n = checked_product(what, "sequences", b.sequences, "length", b.length);
   require_same_size(what, "logp", b.logp.size(), "sequences x length", n);
   if (!b.old_logp.empty()) require_same_size(what, "old_logp", b.old_logp.size(), "sequences x length", n);
   if (need_ref || !b.ref_logp.empty()) {
@@ -47,7 +68,10 @@ void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_r
     }
     require_same_size(what, "ref_logp", b.ref_logp.size(), "sequences x length", n);
   }
-  if (!b.mask.empty()) require_same_size(what, "mask", b.mask.size(), "sequences x length", n);
+  if (!b.mask.empty()) {
+    require_same_size(what, "mask", b.mask.size(), "sequences x length", n);
+    check_mask_finite(what, b.mask, b.length);
+  }
   if (b.advantages.size() != b.sequences && b.advantages.size() != n) {
     throw size_mismatch(std::string(what) + ": advantages has " + std::to_string(b.advantages.size()) +
                         " elements; expected sequences = " + std::to_string(b.sequences) +
@@ -55,10 +79,6 @@ void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_r
   }
 }
 
-[[noreturn]] inline void throw_nonfinite(const char* what, const char* name, std::size_t row, std::size_t col, double v) {
-  throw nonfinite_error(std::string(what) + ": " + name + "[" + std::to_string(row) + "][" + std::to_string(col) +
-                        "] = " + num_to_string(v) + " is not finite (active token)");
-}
 
 }  // namespace detail
 
@@ -67,6 +87,7 @@ void check_token_batch(const char* what, const token_batch<T, M>& b, bool need_r
 /// @throws size_mismatch if `token_rewards.size() != out.size() * L`
 template <real_scalar T>
 void sum_tokens(std::span<const T> token_rewards, std::size_t length, std::span<T> out) {
+  detail::checked_product("sum_tokens", "out.size()", out.size(), "length", length);
   if (token_rewards.size() != out.size() * length) {
     throw size_mismatch("sum_tokens: token_rewards has " + std::to_string(token_rewards.size()) +
                         " elements but out.size() x length = " + std::to_string(out.size() * length));
@@ -82,6 +103,7 @@ void sum_tokens(std::span<const T> token_rewards, std::size_t length, std::span<
 /// all ones). @throws size_mismatch on inconsistent sizes
 template <real_scalar T, class M = T>
 void broadcast_tokens(std::span<const T> adv, std::span<const M> mask, std::size_t length, std::span<T> out) {
+  detail::checked_product("broadcast_tokens", "adv.size()", adv.size(), "length", length);
   if (out.size() != adv.size() * length || (!mask.empty() && mask.size() != out.size())) {
     throw size_mismatch("broadcast_tokens: expected out (and mask) of " + std::to_string(adv.size() * length) +
                         " elements");

@@ -161,7 +161,8 @@ struct unified_estimator {
   /// @throws as `clipped_surrogate::evaluate`
   template <real_scalar T, class M>
   double coefficients(const token_batch<T, M>& b, std::span<T> coef) const {
-    detail::require_same_size("unified_estimator", "coef", coef.size(), "sequences x length", b.sequences * b.length);
+    detail::require_same_size("unified_estimator", "coef", coef.size(), "sequences x length",
+                              detail::checked_product("unified_estimator", "sequences", b.sequences, "length", b.length));
     return run(b, coef).zeroed_fraction;
   }
 
@@ -177,8 +178,9 @@ struct unified_estimator {
   template <real_scalar T, class M>
   surrogate_result evaluate(const token_batch<T, M>& b, std::span<T> coef = {}) const {
     if (!coef.empty()) {
-      detail::require_same_size("unified_estimator", "coef", coef.size(), "sequences x length",
-                                b.sequences * b.length);
+      detail::require_same_size(
+          "unified_estimator", "coef", coef.size(), "sequences x length",
+          detail::checked_product("unified_estimator", "sequences", b.sequences, "length", b.length));
     }
     const totals t = run(b, coef);
     surrogate_result r;

@@ -126,10 +126,10 @@ class state_reader {
       throw state_error(std::string("load: unsupported state format version '") + buf_[7] + "' (this build reads '1')");
     }
     pos_ = sizeof detail::state_magic;
+    end_ = buf_.size() - 8;
     std::uint32_t e = 0;
     get(e);
     if (e != detail::state_endian) throw state_error("load: state written on a host with another byte order");
-    end_ = buf_.size() - 8;
     std::uint64_t h = 0;
     std::memcpy(&h, buf_.data() + end_, 8);
     if (h != detail::fnv1a64(buf_.data(), end_)) throw state_error("load: checksum mismatch (truncated or corrupt)");
@@ -158,7 +158,11 @@ class state_reader {
   void field(const char* name, std::vector<std::vector<T>>& v) {
     std::uint64_t n = 0;
     field(name, n);
-    if (n > (end_ - pos_)) throw state_error(std::string("load: field '") + name + "' has an impossible count");
+    // Each element takes at least its record header (kind, name length, name) and a u64 count.
+    const std::size_t min_bytes = 3 + std::strlen(name) + 8;
+    if (n > (end_ - pos_) / min_bytes) {
+      throw state_error(std::string("load: field '") + name + "' has an impossible count");
+    }
     v.resize(static_cast<std::size_t>(n));
     for (auto& x : v) field(name, x);
   }
@@ -172,14 +176,16 @@ class state_reader {
   void need(std::uint64_t n, const char* name) const {
     if (n > end_ - pos_) throw state_error(std::string("load: truncated in field '") + name + "'");
   }
+  // Every read is bounded by the payload end (the checksum is not payload), so pos_ <= end_ holds
+  // throughout and `end_ - pos_` never wraps.
   template <class T>
   void get(T& v) {
-    if (sizeof(T) > buf_.size() - pos_) throw state_error("load: truncated");
+    if (sizeof(T) > end_ - pos_) throw state_error("load: truncated");
     std::memcpy(&v, buf_.data() + pos_, sizeof(T));
     pos_ += sizeof(T);
   }
   void head(char kind, const char* name) {
-    if (pos_ + 3 > end_) throw state_error(std::string("load: missing field '") + name + "'");
+    if (3 > end_ - pos_) throw state_error(std::string("load: missing field '") + name + "'");
     const char k = buf_[pos_++];
     std::uint16_t n = 0;
     get(n);
