@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
 /// @brief `optim::adan`: the Adan optimizer (adaptive Nesterov momentum) with the semantics of the
-/// reference implementation (sail-sg/Adan `adan.py`, also timm's `Adan`), algorithms.md §9.3, and
-/// optax's variant (§9.4) as the explicitly named option `optax_compat`; one fused pass per step.
+/// reference implementation (sail-sg/Adan `adan.py`, also timm's `Adan`), and
+/// optax's variant (`optax.adan`) as the explicitly named option `optax_compat`; one fused pass per step.
 ///
 /// Reference: X. Xie, P. Zhou, H. Li, Z. Lin, S. Yan, "Adan: Adaptive Nesterov Momentum Algorithm
 /// for Faster Optimizing Deep Models", IEEE TPAMI 2024 (arXiv 2208.06677).
@@ -28,7 +28,7 @@
 namespace stochgrad::optim {
 
 /// Hyper-parameters of optim::adan (defaults of the reference implementation). Betas use the code
-/// convention `m = b1 m + (1 - b1) g` (paper beta = 1 - code beta, algorithms.md §9.2).
+/// convention `m = b1 m + (1 - b1) g` (paper beta = 1 - code beta: Xie et al., arXiv 2208.06677, write `m = (1 - b1) m + b1 g`).
 struct adan_options {
   double lr = 1e-3;             ///< learning rate, finite and > 0
   double beta1 = 0.98;          ///< first-moment decay, in [0, 1)
@@ -39,7 +39,7 @@ struct adan_options {
   bool no_prox = false;         ///< false: proximal decay theta / (1 + lr lambda); true: theta (1 - lr lambda)
   double max_grad_norm = 0.0;   ///< global-norm clipping (0: off): factor min(max / (norm + eps), 1)
   bool skip_nonfinite = false;  ///< skip the whole update on a NaN/inf gradient element
-  /// optax.adan semantics instead of the reference's (algorithms.md §9.4): the difference is
+  /// optax.adan semantics instead of the reference's (optax `scale_by_adan`): the difference is
   /// weighted by (1 - b2) in n and in the update, eps_root inside the square root, and weight
   /// decay `theta - lr (u + lambda theta)` (no_prox is then ignored).
   bool optax_compat = false;
@@ -91,7 +91,7 @@ struct adan_state {
 
 namespace detail {
 
-// The reference update (algorithms.md §9.3) of one element or register.
+// The reference update (sail-sg/Adan `adan.py`, `_single_tensor_adan`) of one element or register.
 template <class V, class T>
 STOCHGRAD_ALWAYS_INLINE void adan_apply(const typename adan_state<T>::group_coeffs& c, V& th, V g, V& gp, V& m,
                                         V& v, V& n) noexcept {
@@ -114,7 +114,7 @@ STOCHGRAD_ALWAYS_INLINE void adan_apply(const typename adan_state<T>::group_coef
   gp = g;
 }
 
-// optax.adan (scale_by_adan + add_decayed_weights + learning rate), algorithms.md §9.4.
+// optax.adan (scale_by_adan + add_decayed_weights + learning rate).
 template <class V, class T>
 STOCHGRAD_ALWAYS_INLINE void adan_apply_optax(const typename adan_state<T>::group_coeffs& c, V& th, V g, V& gp,
                                               V& m, V& v, V& n) noexcept {
@@ -133,8 +133,8 @@ STOCHGRAD_ALWAYS_INLINE void adan_apply_optax(const typename adan_state<T>::grou
 
 }  // namespace detail
 
-/// Adan as implemented by sail-sg/Adan (`adan.py`) and timm (`timm.optim.Adan`), algorithms.md
-/// §9.3. Per group step t (from 1), learning rate `lr_t`, clipping factor c, per element:
+/// Adan as implemented by sail-sg/Adan (`adan.py`) and timm (`timm.optim.Adan`).
+/// Per group step t (from 1), learning rate `lr_t`, clipping factor c, per element:
 /// \f[ g \leftarrow c\,g,\quad \Delta = g - g_{prev}\ (0 \text{ at } t = 1),\quad
 ///     m \leftarrow \beta_1 m + (1-\beta_1) g,\quad v \leftarrow \beta_2 v + (1-\beta_2)\Delta, \f]
 /// \f[ n \leftarrow \beta_3 n + (1-\beta_3)(g + \beta_2\Delta)^2,\quad
@@ -148,7 +148,7 @@ STOCHGRAD_ALWAYS_INLINE void adan_apply_optax(const typename adan_state<T>::grou
 /// Numerically the reference's division by sqrt(1 - b3^t) is a multiplication by a precomputed
 /// reciprocal here, and the two step terms share one division by d (rounding-level differences).
 ///
-/// With `optax_compat` the update is optax.adan's (algorithms.md §9.4):
+/// With `optax_compat` the update is optax.adan's (optax `scale_by_adan`):
 /// \f[ n \leftarrow \beta_3 n + (1-\beta_3)(g + (1-\beta_2)\Delta)^2,\quad
 ///     u = \frac{\hat m + (1-\beta_2)\hat v}{\sqrt{\hat n + \epsilon_{root}} + \epsilon},\quad
 ///     \theta \leftarrow \theta - \mathrm{lr}_t (u + \lambda\theta) \f]

@@ -7,7 +7,7 @@
 /// \f[ c = \min\left(\frac{\text{max\_norm}}{\lVert g\rVert_2 + \epsilon}, 1\right), \qquad
 ///     \lVert g\rVert_2 = \sqrt{\textstyle\sum_t \sum_i g_{t,i}^2}, \f]
 /// the rule of `torch.nn.utils.clip_grad_norm_` (epsilon 1e-6) and of sail-sg Adan's
-/// `max_grad_norm` (epsilon = the optimizer's eps, algorithms.md §9.3). The norm needs one extra
+/// `max_grad_norm` (epsilon = the optimizer's eps, sail-sg/Adan `adan.py` `step`). The norm needs one extra
 /// read (or regeneration, for a lazy noise source) of the gradient before the fused update; the
 /// factor itself is applied inside the update kernel, so the gradient is never written.
 #pragma once

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
 /// @brief BNPO (Beta Normalization Policy Optimization, arXiv 2506.02864): the per-prompt
-/// expected-reward baseline and the Beta-density normalizer (algorithms.md §4).
+/// expected-reward baseline and the Beta-density normalizer (changyi7231/BNPO
+/// `recipe/bnpo/src/bnpo_ray_trainer.py`, `compute_bnpo_outcome_advantage`).
 ///
 /// Per training step, with rewards mapped to `s_n = (r_n - min) / (max - min)` in [0, 1]:
 ///
@@ -71,7 +72,8 @@ struct beta_fit {
   bool variance_guard = false;  ///< true when v <= variance_floor forced alpha = beta = 1
 };
 
-/// Method-of-moments fit of the per-prompt means `p` (algorithms.md §4.2 steps 4-6, §4.6).
+/// Method-of-moments fit of the per-prompt means `p` (as the BNPO reference's
+/// `compute_bnpo_outcome_advantage` does it, with its edge cases).
 /// @param p                    per-prompt means in [0, 1]
 /// @param variance_floor       v <= this gives alpha = beta = 1 (default mode)
 /// @param reference_compatible v == 0 throws instead (the BNPO repository fails there)
@@ -111,7 +113,7 @@ inline beta_fit fit_bnpo_beta(std::span<const double> p, double variance_floor =
   return f;
 }
 
-/// Second moment of the BNPO estimator (theorem of algorithms.md §4.3) for prompts with success
+/// Second moment of the BNPO estimator (the BNPO paper's variance theorem, arXiv 2506.02864) for prompts with success
 /// probability `p ~ Beta(a, b)` and 0/1 rewards, normalized by the Beta(alpha, beta) density:
 /// `V = E[(R - p)^2 / f(p)^2] = B(alpha, beta)^2 B(a + 3 - 2 alpha, b + 3 - 2 beta) / B(a, b)`,
 /// +inf when `2 alpha >= a + 3` or `2 beta >= b + 3`.

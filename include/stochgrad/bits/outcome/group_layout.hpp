@@ -2,8 +2,8 @@
 /// @file
 /// @brief `group_layout`: which samples belong to which group (prompt, population, antithetic pair).
 ///
-/// Every estimator draws samples with a scalar outcome, grouped (ARCHITECTURE.md §2): the G
-/// completions of one prompt, the q perturbations of one step. Two layouts (algorithms.md §0.3):
+/// Every estimator draws samples with a scalar outcome, grouped: the G
+/// completions of one prompt, the q perturbations of one step. Two layouts:
 /// - contiguous `[P x G]`: sample `n` belongs to group `n / G` (TRL's layout; the fast path);
 /// - explicit ids in any order (verl / BNPO `uid`), with variable group sizes. Groups are numbered
 ///   densely in order of first appearance of their id, and the members of a group are listed in

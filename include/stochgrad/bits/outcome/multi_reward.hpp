@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
 /// @brief Several reward functions per sample: weighted sum then normalize (TRL default),
-/// normalize then sum (GDPO), and BNPO's advantage decomposition (algorithms.md §3.2, §4.4).
+/// normalize then sum (GDPO), and BNPO's advantage decomposition (TRL `reward_weights`;
+/// GDPO; BNPO paper §4).
 ///
 /// Rewards come as a row-major `[N x K]` matrix `rewards_per_func` (sample n, reward function k);
 /// NaN means the function returned nothing for that sample. A sample whose K entries are all NaN

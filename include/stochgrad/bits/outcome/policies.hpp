@@ -2,13 +2,13 @@
 /// @file
 /// @brief Baseline and normalizer policies over spans of outcomes, and `advantages()`.
 ///
-/// ARCHITECTURE.md §2: every estimator has samples with scalar outcomes `r`, grouped by a
+/// Every estimator has samples with scalar outcomes `r`, grouped by a
 /// `group_layout`; the sample weights are `w = normalizer(baseline(r))`. A baseline policy writes a
 /// per-sample baseline value `b_n`; a normalizer policy turns `(r, b)` into advantages `A_n`. The
 /// same policies serve policy gradients (GRPO group mean / std, RLOO leave-one-out, BNPO) and
 /// zeroth-order populations (evolution strategies' mean / std shaping).
 ///
-/// NaN-awareness (algorithms.md §2.2, §3.2): a NaN outcome ("unscorable": the reward function
+/// NaN-awareness (as TRL's `nanmean`/`nanstd` in `grpo_trainer.py`): a NaN outcome ("unscorable": the reward function
 /// returned None) is excluded from every mean and standard deviation. `apply` leaves NaN where an
 /// advantage is undefined (NaN outcome, or a std over fewer than two valid outcomes in a group of
 /// two or more); `advantages()` then maps NaN to 0, as TRL's `nan_to_num` does.
@@ -206,7 +206,7 @@ struct no_baseline {
 ///
 /// Singleton groups (exactly one sample): TRL semantics by default (`b = r`, so the advantage is
 /// 0); with `verl_singletons` the baseline is 0 (verl's `compute_grpo_outcome_advantage` uses mean
-/// 0 and std 1 for a group of one, algorithms.md §0.5.1). A group with no valid outcome gets NaN.
+/// 0 and std 1 for a group of one, checked by running it). A group with no valid outcome gets NaN.
 struct group_mean {
   static constexpr const char* name = "group_mean";  ///< identifies the policy in saved state
   bool verl_singletons = false;  ///< verl: mean 0 for a group of one sample
@@ -231,7 +231,7 @@ struct group_mean {
   }
 };
 
-/// Leave-one-out (RLOO, algorithms.md §3.10): `b_n = (sum_{valid j in group} r_j - r_n) / (G_i - 1)`
+/// Leave-one-out (RLOO, TRL `rloo_trainer.py`): `b_n = (sum_{valid j in group} r_j - r_n) / (G_i - 1)`
 /// with `G_i` the number of valid outcomes of the group. A group with a single valid outcome gives
 /// 0/0 = NaN (advantage 0); NaN outcomes get NaN. Without NaN, `r_n - b_n = G/(G-1) (r_n - mean)`.
 struct leave_one_out {
@@ -277,7 +277,7 @@ struct no_normalizer {
 
 /// Group standard deviation: `A_n = (r_n - b_n) / (s_i + eps)` with `s_i` the unbiased (Bessel)
 /// NaN-aware standard deviation of the outcomes of n's group; eps is ADDED to the std
-/// (algorithms.md §3.2). TRL: eps = 1e-4 (the default); verl: 1e-6.
+/// (TRL `_generate_and_score_completions`). TRL: eps = 1e-4 (the default); verl: 1e-6.
 ///
 /// Groups of exactly one sample: TRL uses s = 0 (so with the group mean the advantage is 0); with
 /// `verl_singletons`, s = 1 (verl: `A = r / (1 + eps)` together with `group_mean::verl()`). A group

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief Reinforce-Ada's global-statistics baseline and normalizer (algorithms.md §5.2).
+/// @brief Reinforce-Ada's global-statistics baseline and normalizer (RLHFlow/Reinforce-Ada
+/// `core_algos.py`, `compute_grpo_outcome_advantage` with `global_stat_est`).
 ///
 /// "Global" means per prompt, over the whole pool of samples generated for that prompt in all
 /// rounds of adaptive sampling (before down-sampling to the kept n), not only over the kept

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
 /// @brief KL estimators between the policy and a reference policy, per token, with their
-/// derivative, and the KL-in-reward penalties of RLOO and verl (algorithms.md §3.3, §3.10, §0.5.6).
+/// derivative, and the KL-in-reward penalties of RLOO and verl (TRL `grpo_trainer.py`/`rloo_trainer.py`;
+/// verl `core_algos.py` `kl_penalty`).
 ///
 /// With `x = logp - ref_logp` per sampled token (samples from the policy):
 /// | estimator | value | d value / d logp | peer name |

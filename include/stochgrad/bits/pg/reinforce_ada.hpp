@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief Reinforce-Ada adaptive sampling by successive elimination (algorithms.md §5.1).
+/// @brief Reinforce-Ada adaptive sampling by successive elimination (RLHFlow/Reinforce-Ada,
+/// `ray_trainer.py` `_generate_multi_round_adaptive_downsampling`).
 ///
 /// Instead of a fixed G per prompt, sample in rounds of R per active prompt and stop sampling a
 /// prompt once its pool holds enough positive and negative examples; hard prompts keep getting

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief `rloo_loss`: TRL's RLOO loss (algorithms.md §3.10) as a surrogate policy of the
+/// @brief `rloo_loss`: TRL's RLOO loss (`trl/trainer/rloo_trainer.py`) as a surrogate policy of the
 /// `score_function` estimator (bits/pg/score_function.hpp), next to `clipped_surrogate`.
 ///
 /// Per sequence n of a `[B x L]` batch with mask m:

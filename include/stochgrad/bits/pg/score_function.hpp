@@ -11,8 +11,8 @@
 ///     functions and weights, combined as `reward_aggregation` says (TRL sum-then-normalize, GDPO
 ///     normalize-then-sum, BNPO decomposition; bits/outcome/multi_reward.hpp);
 ///  2. per-token coefficients `c_nt = dLoss/dlogp_nt` of the surrogate loss (`clipped_surrogate`:
-///     PPO clip, KL, GRPO/DAPO/Dr. GRPO aggregations, algorithms.md §3.3-§3.6; `rloo_loss`: TRL's
-///     RLOO loss, §3.10) at the current log-probabilities;
+///     PPO clip, KL, GRPO/DAPO/Dr. GRPO aggregations, TRL `_compute_loss`; `rloo_loss`: TRL's
+///     RLOO loss) at the current log-probabilities;
 ///  3. the caller's vector-Jacobian callback adds `sum_nt c_nt grad logp_nt` (the loss gradient)
 ///     to gradient buffers owned by the estimator state (sized like the parameters at `init`,
 ///     zeroed each step);

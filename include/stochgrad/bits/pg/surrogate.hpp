@@ -2,7 +2,8 @@
 /// @file
 /// @brief The score-function estimator with the PPO clipped surrogate (GRPO, DAPO, Dr. GRPO, GSPO,
 /// BNPO's loss, verl's dual clip), its loss value, the per-token coefficient dLoss/dlogp and
-/// diagnostics (algorithms.md §3.3-§3.6, §0.5.2-§0.5.3).
+/// diagnostics (TRL `grpo_trainer.py` `_compute_loss`; verl `core_algos.py` `compute_policy_loss`;
+/// checked against both peers' code in tests/golden).
 ///
 /// Per active token t of sequence n (mask m_nt != 0):
 ///
@@ -81,7 +82,7 @@ enum class loss_aggregation {
 /// Whose denominators and guards to reproduce.
 enum class loss_convention { trl, verl, verl_upstream };
 
-/// Hyper-parameters of the clipped surrogate. Defaults are TRL's (algorithms.md §3.7).
+/// Hyper-parameters of the clipped surrogate. Defaults are TRL's (`trl/trainer/grpo_config.py`, 1.10).
 struct surrogate_options {
   double eps_low = 0.2;                     ///< lower clip range: rho >= 1 - eps_low; in [0, 1)
   double eps_high = 0.2;                    ///< upper clip range: rho <= 1 + eps_high; >= 0 (DAPO: 0.28)
@@ -659,7 +660,7 @@ class clipped_surrogate {
   surrogate_options o_;
 };
 
-/// Options of TRL's RLOO loss (algorithms.md §3.10).
+/// Options of TRL's RLOO loss (`trl/trainer/rloo_trainer.py`, `rloo_config.py`).
 struct rloo_options {
   double eps_low = 0.2;   ///< lower clip range; in [0, 1)
   double eps_high = 0.2;  ///< upper clip range; >= 0

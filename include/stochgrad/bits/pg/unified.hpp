@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief The Unified Policy Gradient Estimator (HPT, arXiv 2509.04419; algorithms.md §6): four
+/// @brief The Unified Policy Gradient Estimator (HPT, arXiv 2509.04419;
+/// TsinghuaC3I/Unify-Post-Training `mix_core_alg.py`): four
 /// interchangeable parts whose compositions give SFT, REINFORCE, PPO/GRPO, CISPO, GSPO and
 /// LUFFY-style off-policy shaping.
 ///

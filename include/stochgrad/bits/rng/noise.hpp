@@ -3,7 +3,7 @@
 /// @brief Counter-based noise: keys, distributions and the scalar/SIMD element generators.
 ///
 /// Element `e` of the noise vector identified by `(seed, stream, draw)` is a pure function of those
-/// four numbers (algorithms.md §2.1): Philox is called on the counter
+/// four numbers: Philox is called on the counter
 /// `(block & 0xffffffff, block >> 32, stream, draw)` with `block = e >> 2` and key
 /// `(seed & 0xffffffff, seed >> 32)`, and lane `e & 3` of the output is turned into a variate
 /// (the bit-sliced Rademacher of philox_icdf uses `block = e >> 7` and bit `e & 127`). So
@@ -14,9 +14,9 @@
 /// Variates are computed in float32 and widened exactly when the parameters are double.
 ///
 /// Generator policies (the `G` template parameter of every noise function and kernel):
-/// - `philox<10>` (alias `philox4x32_10`): the specification's reference, Philox4x32-10 with the
-///   mappings above (Box–Muller Gaussians). Its known-answer vectors and the worked values of
-///   algorithms.md §2.1 are asserted in tests/rng/philox.cpp. `philox<R>`: same with R rounds.
+/// - `philox<10>` (alias `philox4x32_10`): the reference generator, Philox4x32-10 with the
+///   mappings above (Box–Muller Gaussians). Its known-answer vectors and worked values are
+///   asserted in tests/rng/philox.cpp. `philox<R>`: same with R rounds.
 /// - `philox_icdf<R>`: Philox4x32-R bits, Gaussians by table-driven inversion (one word per
 ///   element), Rademacher signs bit-sliced (128 per block); uniform and segmented uniform as the
 ///   spec. `default_generator = philox_icdf<7>`; see its documentation for the reasons.
@@ -87,7 +87,7 @@ concept noise_distribution = std::is_same_v<D, gaussian> || std::is_same_v<D, ra
 /// Rademacher signs are bit-sliced: element `e` is -1 if bit `e & 31` of word `(e >> 5) & 3` of the
 /// block for counter `(b & 0xffffffff, b >> 32, stream, draw)` with `b = e >> 7` is set, else +1; one
 /// Philox call serves 128 elements, so a Rademacher pass costs little more than the memory traffic.
-/// Uniform and segmented-uniform variates are the spec's (one word per element, `b = e >> 2`).
+/// Uniform and segmented-uniform variates are the reference's (one word per element, `b = e >> 2`).
 template <int Rounds>
 struct philox_icdf {
   static_assert(Rounds >= 1 && Rounds <= 16, "philox_icdf: Rounds must be in [1, 16]");
@@ -102,22 +102,20 @@ struct philox_icdf {
   static constexpr bool rademacher_bitsliced = true;
 };
 
-/// Generator policies: a Philox variant (`philox<R>`: the spec's mappings; `philox_icdf<R>`:
+/// Generator policies: a Philox variant (`philox<R>`: the reference mappings; `philox_icdf<R>`:
 /// inversion Gaussians).
 template <class G>
 concept noise_generator = requires { G::rounds; } && (G::rounds >= 1);
 
 /// The generator used when none is named: Philox4x32-7 with inversion Gaussians.
 ///
-/// Why: the Gaussian perturbation pass is the hot loop of zeroth-order training, and PERFORMANCE.md
-/// asks for it at memory speed (<= 1.0x STREAM scale). Philox4x32-10 + Box–Muller (the spec's
+/// Why: the Gaussian perturbation pass is the hot loop of zeroth-order training, and it should run
+/// at memory speed (<= 1.0x STREAM scale). Philox4x32-10 + Box–Muller (the
 /// reference, `philox<10>`, still available by name, with the known-answer vectors and worked values
-/// asserted on it) costs about 1.7x that. Salmon et al. (SC 2011) found 7 rounds to be the fewest
+/// asserted on it) costs more. Salmon et al. (SC 2011) found 7 rounds to be the fewest
 /// with which Philox4x32 passes TestU01's Crush batteries (they ship 10 as a safety margin), and the
-/// inversion needs about a third of Box–Muller's instructions. Measured on one Xeon core
-/// (AVX-512, N = 1e8 floats, same run): STREAM scale 0.61-0.66 ns/elem, default Gaussian pass
-/// 0.67-0.69 (1.02-1.13x), reference 1.10-1.15; Rademacher pass 0.30-0.32 against in-place scale
-/// 0.30-0.31. The default passes every statistical test in tests/rng (moments to 4th order, KS and
+/// inversion needs about a third of Box–Muller's instructions (timings: bench/README.md). The
+/// default passes every statistical test in tests/rng (moments to 4th order, KS and
 /// chi-square against N(0,1) on 1e6 and 1e7 draws, tails, correlations across streams, draws, seeds
 /// and neighbours, E[z z^T] = I) and the dieharder checks, the same checks as the reference.
 /// Counter-based keying is unchanged: element i of a vector depends on (seed, stream, draw, i) only,
@@ -174,7 +172,7 @@ STOCHGRAD_ALWAYS_INLINE f32b min_f(const f32b& a, const f32b& b) noexcept { retu
 
 // u(x) = ((x >> 8) + 0.5) * 2^-24, in float. For x >> 8 >= 2^23 the half-step is not representable
 // and rounds to even; the largest word would round up to 1.0f, so the result is clamped to the
-// largest float below 1 (1 - 2^-24), which keeps u strictly inside (0, 1) as the spec requires.
+// largest float below 1 (1 - 2^-24), which keeps u strictly inside (0, 1) as the mappings require.
 template <class U>
 STOCHGRAD_ALWAYS_INLINE auto uniform01(const U& x) noexcept {
   using F = std::conditional_t<std::is_same_v<U, std::uint32_t>, float, f32b>;

@@ -29,7 +29,8 @@ struct philox {
   static constexpr const char* name = name_text.text;  ///< see name_text
 };
 
-/// The reference generator of the specification (algorithms.md §2.1).
+/// Philox4x32-10 (Salmon et al., SC 2011): the reference generator, with Random123's
+/// known-answer vectors asserted in tests/rng/philox.cpp.
 using philox4x32_10 = philox<10>;
 
 /// Four 32-bit words: a Philox counter or output block.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief `coordinate_wise`: the coordinate-wise gradient estimate CGE (ZO-AE-DS; algorithms.md
-/// §8.4), central differences along every coordinate, 2d evaluations per step:
+/// @brief `coordinate_wise`: the coordinate-wise gradient estimate CGE (ZO-AE-DS, Zhang et al. ICLR 2022;
+/// Black-Box-Defense `AE_DS_train.py`), central differences along every coordinate, 2d evaluations per step:
 /// ```
 ///   ghat_i = ( f(x + mu e_i) - f(x - mu e_i) ) / (2 mu)
 /// ```

@@ -7,7 +7,7 @@
 /// evaluates the objective at perturbed copies of the parameters, which are perturbed IN PLACE and
 /// restored (up to the rounding of the additions) before the update. The outcomes (losses) are
 /// shaped by the stepper's baseline and normalizer policies, `a = normalizer(baseline(r))`, over
-/// one group holding all outcomes of the step (ARCHITECTURE.md §2), and the estimate is the
+/// one group holding all outcomes of the step (see group_layout.hpp), and the estimate is the
 /// outcome-weighted sum of directions:
 /// ```
 ///   two_point:  r = [f(x + s_0 v_0), f(x - s_0 v_0), ..., f(x - s_{q-1} v_{q-1})]
@@ -19,8 +19,8 @@
 /// with `s_j = eps` and `k_j = 1`, or for unit-sphere directions `s_j = eps / |v_j|` and
 /// `k_j = d / |v_j|` (d = number of perturbed entries); `d_j = v_j`, or `1 / v_j` for the inverse
 /// form (segmented uniform). With `no_baseline` and `no_normalizer`, a = r and these are exactly
-/// MeZO / n-SPSA (algorithms.md §7.2, §7.3), Spall SPSA (§8.1), BlackVIP's estimator (§8.2) and
-/// RGE (§8.4). A constant baseline cancels in the differences; a normalizer rescales them, so
+/// MeZO / n-SPSA (princeton-nlp/MeZO `large_models/trainer.py` `zo_step`), Spall SPSA (Spall 1998),
+/// BlackVIP's estimator (`trainers/blackvip.py`) and RGE (ZO-AE-DS). A constant baseline cancels in the differences; a normalizer rescales them, so
 /// antithetic evolution strategies (q pairs, group mean, group std) is `two_point<gaussian>` with
 /// `group_mean` and `group_std`.
 ///

@@ -13,7 +13,7 @@
 /// | `segmented_uniform` | +-U[0.5, 1) (BlackVIP)           | 1/v (inverse form) | SPSA-GC (BlackVIP) |
 /// | `unit_sphere`       | N(0, I) / norm (over all tensors) | d * v / norm        | RGE (ZO-AE-DS)     |
 ///
-/// (algorithms.md §2.1, §7.2, §8.1, §8.2, §8.4). SPSA's inverse-perturbation estimate
+/// (MeZO `zo_perturb_parameters`; Spall 1998; BlackVIP `spsa_grad_estimate_bi`; ZO-AE-DS). SPSA's inverse-perturbation estimate
 /// `ghat_i = (y+ - y-) / (2 c Delta_i)` needs a distribution with finite inverse moments, which
 /// is why Gaussian and uniform entries are not offered in the inverse form; for Rademacher the
 /// inverse and the multiplicative form coincide and the cheaper one is used.
@@ -32,8 +32,8 @@
 
 namespace stochgrad {
 
-/// Direction tag: uniform on the unit sphere of the whole parameter vector (RGE, algorithms.md
-/// §8.4): Gaussian entries divided by their Euclidean norm over all tensors. The estimate is
+/// Direction tag: uniform on the unit sphere of the whole parameter vector (RGE,
+/// ZO-AE-DS `AE_DS_train.py`): Gaussian entries divided by their Euclidean norm over all tensors. The estimate is
 /// scaled by the dimension d, which makes it unbiased for the smoothed function (E[u u^T] = I/d).
 struct unit_sphere {};
 

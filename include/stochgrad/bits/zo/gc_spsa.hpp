@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief `zo::gc_spsa_sgd`: the momentum of DREAM's GC-SPSA (src/trainer.py `zo_update`;
-/// algorithms.md §8.3), whose weight adapts to how many directions were averaged, as an optimizer
+/// @brief `zo::gc_spsa_sgd`: the momentum of DREAM's GC-SPSA (src/trainer.py `zo_update`
+/// in AntigoneRandy/DREAM), whose weight adapts to how many directions were averaged, as an optimizer
 /// policy that reads any gradient source lazily (one fused pass, the momentum buffer is its only
 /// state of parameter size).
 ///
@@ -13,7 +13,7 @@
 ///   theta = theta - lr_t (m + wd theta)                    (coupled decay; none where a group says so)
 /// ```
 /// N_past is updated once per step (the reference updates it once per parameter tensor, which
-/// only matters when q changes; algorithms.md §8.3 records this decision). q_e is read from the
+/// only matters when q changes; a stochgrad decision). q_e is read from the
 /// source: `queries()` (zo::direction_source, zo::with_queries), else the number of `terms()`
 /// (noise_gradient), else 1 (a dense gradient).
 #pragma once

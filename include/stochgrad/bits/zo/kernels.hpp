@@ -327,7 +327,7 @@ class direction_source {
     std::uint32_t draw = 0;
     T scale = T(0);
   };
-  // Prefetches the parameters 4 KiB ahead of the chunk (the update pass regenerates noise for long
+  // Prefetches the parameters `prefetch_bytes` (config.hpp) ahead of the chunk (the update pass regenerates noise for long
   // enough per cache line that the hardware prefetchers alone leave it partly latency bound).
   STOCHGRAD_ALWAYS_INLINE void prefetch(std::size_t t, std::size_t i) const noexcept {
     constexpr std::size_t ahead = stochgrad::detail::prefetch_bytes / sizeof(T), line = 64 / sizeof(T);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// @brief Sparse MeZO's magnitude mask (arXiv 2402.15751; algorithms.md §7.7): perturb and update
+/// @brief Sparse MeZO's magnitude mask (Liu et al., arXiv 2402.15751): perturb and update
 /// only the smallest-magnitude entries of each tensor.
 ///
 /// Per tensor l with n_l entries, at the start of a step and from the UNPERTURBED weights:

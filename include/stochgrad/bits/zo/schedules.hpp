@@ -19,7 +19,7 @@
 
 namespace stochgrad::zo {
 
-/// Spall's perturbation gain: `c_k = c / (k + 1)^gamma` (Spall 1998; algorithms.md §8.1), the
+/// Spall's perturbation gain: `c_k = c / (k + 1)^gamma` (Spall, IEEE TAES 34(3), 1998), the
 /// factor `1 / (k + 1)^gamma` on `eps = c`. Default gamma = 0.101 (practical value; with the gain
 /// exponent alpha = 0.602, `2 (alpha - gamma) = 1.002 > 1` as convergence requires). BlackVIP's
 /// `c_k = c / k^gamma` with k starting at 1 is the same sequence.
@@ -33,7 +33,7 @@ struct spall_perturbation {
   double operator()(std::uint64_t k) const noexcept { return 1.0 / std::pow(static_cast<double>(k) + 1.0, gamma); }
 };
 
-/// DREAM's GC-SPSA schedule (src/trainer.py; algorithms.md §8.3), driven by the fractional epoch
+/// DREAM's GC-SPSA schedule (AntigoneRandy/DREAM `src/trainer.py`), driven by the fractional epoch
 /// `e = k / steps_per_epoch` (HuggingFace's state.epoch after k updates):
 /// ```
 ///   q_e   = max(1, floor(q / 2^floor(e / halve_every)))     (DREAM: q = 4, halve_every = 2)
