@@ -146,6 +146,10 @@ STOCHGRAD_ALWAYS_INLINE void prefetch_for_write(const void* p) noexcept {
   (void)p;
 #endif
 }
+
+/// The unsigned integer type of the same width as the floating type T (float: 32, double: 64).
+template <class T>
+using uint_of = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
 }  // namespace detail
 
 }  // namespace stochgrad

@@ -153,39 +153,71 @@ class noise_gradient {
   std::uint32_t stream_offset_ = 0;
 };
 
-/// `factor * inner`: e.g. a global-norm clipping factor applied lazily.
+namespace detail {
+
+/// Base of the gradient-source adaptors (scaled_source, zo::with_queries): forwards every member
+/// of the source protocol (load_chunk, at, finish_chunk, finish_at, check) to `inner`, which must
+/// outlive the adaptor. A derived adaptor redeclares only what it changes.
 template <class Inner>
-class scaled_source {
+class source_adaptor {
  public:
-  scaled_source(const Inner& inner, double factor) noexcept : inner_(inner), factor_(factor) {}
+  explicit source_adaptor(const Inner& inner) noexcept : inner_(inner) {}
+  /// Forwards to `inner.load_chunk`.
   template <class T>
   STOCHGRAD_ALWAYS_INLINE void load_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta,
                                           xsimd::batch<T>* out) const noexcept {
     inner_.load_chunk(t, i, theta, out);
-    const xsimd::batch<T> f(static_cast<T>(factor_));
-    for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r) out[r] = out[r] * f;
   }
+  /// Forwards to `inner.at`.
   template <class T>
   STOCHGRAD_ALWAYS_INLINE T at(std::size_t t, std::size_t i, T& th) const noexcept {
-    return inner_.at(t, i, th) * static_cast<T>(factor_);
+    return inner_.at(t, i, th);
   }
+  /// Forwards to `inner.finish_chunk` (only where the inner source has one).
   template <class T>
-    requires detail::has_finish<Inner, T>
+    requires has_finish<Inner, T>
   STOCHGRAD_ALWAYS_INLINE void finish_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta) const noexcept {
     inner_.finish_chunk(t, i, theta);
   }
+  /// Forwards to `inner.finish_at` (only where the inner source has one).
   template <class T>
-    requires detail::has_finish<Inner, T>
+    requires has_finish<Inner, T>
   STOCHGRAD_ALWAYS_INLINE void finish_at(std::size_t t, std::size_t i, T& th) const noexcept {
     inner_.finish_at(t, i, th);
   }
+  /// Forwards to `inner.check`.
   template <class T>
   void check(const parameters<T>& p) const {
     inner_.check(p);
   }
 
+ protected:
+  const Inner& inner_;  ///< the wrapped source (not owned)
+};
+
+}  // namespace detail
+
+/// `factor * inner`: e.g. a global-norm clipping factor applied lazily.
+template <class Inner>
+class scaled_source : public detail::source_adaptor<Inner> {
+ public:
+  /// Wraps `inner` (not owned; must outlive this source) with the factor `factor`.
+  scaled_source(const Inner& inner, double factor) noexcept : detail::source_adaptor<Inner>(inner), factor_(factor) {}
+  /// The inner chunk times `factor`.
+  template <class T>
+  STOCHGRAD_ALWAYS_INLINE void load_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta,
+                                          xsimd::batch<T>* out) const noexcept {
+    this->inner_.load_chunk(t, i, theta, out);
+    const xsimd::batch<T> f(static_cast<T>(factor_));
+    for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r) out[r] = out[r] * f;
+  }
+  /// The inner element times `factor`.
+  template <class T>
+  STOCHGRAD_ALWAYS_INLINE T at(std::size_t t, std::size_t i, T& th) const noexcept {
+    return this->inner_.at(t, i, th) * static_cast<T>(factor_);
+  }
+
  private:
-  const Inner& inner_;
   double factor_;
 };
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "../base/scratch.hpp"
 #include "../error.hpp"
 
 namespace stochgrad {
@@ -65,10 +66,10 @@ class group_layout {
     const std::size_t n = ids.size();
     detail::require(n >= 1, "group_layout::by_id", "ids.size() (empty batch)", 0.0, ">= 1");
     detail::require_data("group_layout::by_id", "ids", ids.data(), n);
-    grow(members_, n);
-    grow(group_of_, n);
-    grow(offsets_, n + 1);
-    grow(scratch_, n);
+    stochgrad::detail::grow(members_, n);
+    stochgrad::detail::grow(group_of_, n);
+    stochgrad::detail::grow(offsets_, n + 1);
+    stochgrad::detail::grow(scratch_, n);
     // Cluster equal ids; ties by position so that each cluster starts at its first appearance.
     std::size_t* perm = members_.data();
     for (std::size_t i = 0; i < n; ++i) perm[i] = i;
@@ -133,10 +134,6 @@ class group_layout {
   }
 
  private:
-  template <class V>
-  static void grow(V& v, std::size_t n) {
-    if (v.size() < n) v.resize(n);
-  }
 
   bool contiguous_ = true;
   std::size_t samples_ = 0;

@@ -33,6 +33,7 @@
 #include <span>
 #include <vector>
 
+#include "../base/scratch.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../outcome/pool.hpp"
@@ -75,20 +76,20 @@ class reinforce_ada {
     detail::require(prompts >= 1, "reinforce_ada::begin", "prompts (empty batch)", 0.0, ">= 1");
     P_ = prompts;
     const std::size_t cap = o_.round_repeat * o_.max_rounds;
-    grow(pos_id_, P_ * cap);
-    grow(neg_id_, P_ * cap);
-    grow(pos_r_, P_ * cap);
-    grow(neg_r_, P_ * cap);
-    grow(npos_, P_);
-    grow(nneg_, P_);
-    grow(finished_, P_);
-    grow(rounds_, P_);
-    grow(observed_, P_);
-    grow(active_, P_);
-    grow(pool_, P_);
-    grow(sel_id_, P_ * o_.keep);
-    grow(sel_r_, P_ * o_.keep);
-    grow(nsel_, P_);
+    stochgrad::detail::grow(pos_id_, P_ * cap);
+    stochgrad::detail::grow(neg_id_, P_ * cap);
+    stochgrad::detail::grow(pos_r_, P_ * cap);
+    stochgrad::detail::grow(neg_r_, P_ * cap);
+    stochgrad::detail::grow(npos_, P_);
+    stochgrad::detail::grow(nneg_, P_);
+    stochgrad::detail::grow(finished_, P_);
+    stochgrad::detail::grow(rounds_, P_);
+    stochgrad::detail::grow(observed_, P_);
+    stochgrad::detail::grow(active_, P_);
+    stochgrad::detail::grow(pool_, P_);
+    stochgrad::detail::grow(sel_id_, P_ * o_.keep);
+    stochgrad::detail::grow(sel_r_, P_ * o_.keep);
+    stochgrad::detail::grow(nsel_, P_);
     for (std::size_t u = 0; u < P_; ++u) {
       npos_[u] = nneg_[u] = 0;
       finished_[u] = 0;
@@ -173,7 +174,7 @@ class reinforce_ada {
   void run(std::size_t prompts, F&& generate) {
     begin(prompts);
     std::vector<double>& buf = buf_;
-    grow(buf, o_.round_repeat);
+    stochgrad::detail::grow(buf, o_.round_repeat);
     while (!closed_) {
       for (std::size_t a = 0; a < nactive_; ++a) {
         const std::size_t u = active_[a];
@@ -211,10 +212,6 @@ class reinforce_ada {
   std::span<const pool_counts> pool() const noexcept { return {pool_.data(), P_}; }
 
  private:
-  template <class V>
-  static void grow(V& v, std::size_t n) {
-    if (v.size() < n) v.resize(n);
-  }
   void check(std::size_t u) const {
     detail::require(u < P_, "reinforce_ada", "prompt", static_cast<double>(u), "< prompts");
   }

@@ -63,6 +63,7 @@
 #include <utility>
 #include <vector>
 
+#include "../base/scratch.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../optim/optimizer.hpp"
@@ -278,18 +279,22 @@ struct loss_options_of<L> {
 /// vector-Jacobian callback, the update from the stepper's optimizer (see the file comment).
 ///
 /// In a trainer (`theta` the policy's parameters; examples/grpo_addition.cpp is a complete program):
-/// ```
-/// stochgrad::grpo<float> s(stochgrad::parameters<float>(std::span<float>(theta)),
-///                          stochgrad::optim::adam<>({.lr = 1e-6}));
-/// const auto layout = stochgrad::group_layout::contiguous(prompts, G);  // or group_layout::by_id(ids)
+/// @code
+/// std::vector<float> theta(4, 0.0f);
+/// stochgrad::grpo<float> s(theta, {.lr = 1e-2});
+/// const std::size_t prompts = 2, G = 4, L = 3;                             // P x G completions of L tokens
+/// const auto layout = stochgrad::group_layout::contiguous(prompts, G);    // or group_layout::by_id(ids)
 /// // per generation batch: sample P x G completions, score them (rewards), compute their token
-/// // log-probs under theta (logp, [N x L], with a padding mask), then
+/// // log-probs under theta (logp, [N x L]) with a padding mask, then
+/// std::vector<float> rewards{1, 0, 0, 1, 0, 0, 0, 1}, logp(prompts * G * L, -1.0f), mask(prompts * G * L, 1.0f);
 /// auto report = s.step(stochgrad::pg_batch<float>{.rewards = rewards, .length = L, .logp = logp, .mask = mask},
 ///                      layout, [&](std::span<const float> coef, std::span<float> grad) {
-///                        model.backward(coef, grad);  // grad += sum_t coef[t] * d logp[t] / d theta
+///                        // the model's backward pass: grad += sum_t coef[t] * d logp[t] / d theta
+///                        for (std::size_t t = 0; t < coef.size(); ++t) grad[t % grad.size()] += coef[t];
 ///                      });
-/// // report.loss, report.diagnostics.clip_region_fraction, report.stats.zero_groups, ...
-/// ```
+/// std::printf("loss %g, clipped %g\n", double(report.loss), double(report.diagnostics.clip_region_fraction));
+/// // also report.stats.zero_groups, report.diagnostics.*, ...
+/// @endcode
 /// @tparam Loss surrogate loss policy: `clipped_surrogate` (GRPO family, the default) or
 ///         `rloo_loss` (TRL RLOO); any type with `evaluate(token_batch<T, M>, std::span<T>) ->
 ///         surrogate_result` for float and double
@@ -468,8 +473,8 @@ class score_function {
     }
 
     // ---- scratch ----
-    grow(st.coef, NL);
-    grow(st.adv, N);
+    stochgrad::detail::grow(st.coef, NL);
+    stochgrad::detail::grow(st.adv, N);
 
     // ---- advantages ----
     std::span<const T> adv;
@@ -567,7 +572,7 @@ class score_function {
                           std::to_string(K));
     }
     detail::require_data(what, "rewards", rewards.data(), rewards.size());
-    grow(st.rewards, N * K);
+    stochgrad::detail::grow(st.rewards, N * K);
     for (std::size_t i = 0; i < N * K; ++i) {
       const double v = static_cast<double>(rewards[i]);
       if (std::isinf(v)) {
@@ -608,10 +613,6 @@ class score_function {
     return stats;
   }
 
-  template <class V>
-  static void grow(V& v, std::size_t n) {
-    if (v.size() < n) v.resize(n);
-  }
 
   Loss loss_{};
   score_function_options o_{};

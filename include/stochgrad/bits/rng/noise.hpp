@@ -146,17 +146,12 @@ STOCHGRAD_ALWAYS_INLINE float as_float(std::uint32_t x) noexcept { return bits_a
 STOCHGRAD_ALWAYS_INLINE f32b as_float(const u32b& x) noexcept { return bits_as<f32b>(x); }
 STOCHGRAD_ALWAYS_INLINE std::uint32_t as_u32(float x) noexcept { return bits_as<std::uint32_t>(x); }
 STOCHGRAD_ALWAYS_INLINE u32b as_u32(const f32b& x) noexcept { return bits_as<u32b>(x); }
-// Converts integers below 2^31 to float (exact below 2^24).
-STOCHGRAD_ALWAYS_INLINE float small_to_float(std::uint32_t x) noexcept {
+// Converts a word read as a signed 32-bit integer to float (exact for |x| < 2^24; small unsigned
+// values below 2^31 convert to themselves).
+STOCHGRAD_ALWAYS_INLINE float int_to_float(std::uint32_t x) noexcept {
   return static_cast<float>(static_cast<std::int32_t>(x));
 }
-STOCHGRAD_ALWAYS_INLINE f32b small_to_float(const u32b& x) noexcept {
-  return xsimd::batch_cast<float>(bits_as<i32b>(x));
-}
-STOCHGRAD_ALWAYS_INLINE float signed_to_float(std::uint32_t x) noexcept {
-  return static_cast<float>(static_cast<std::int32_t>(x));
-}
-STOCHGRAD_ALWAYS_INLINE f32b signed_to_float(const u32b& x) noexcept {
+STOCHGRAD_ALWAYS_INLINE f32b int_to_float(const u32b& x) noexcept {
   return xsimd::batch_cast<float>(bits_as<i32b>(x));
 }
 STOCHGRAD_ALWAYS_INLINE float pick(bool c, float a, float b) noexcept { return c ? a : b; }
@@ -176,7 +171,7 @@ STOCHGRAD_ALWAYS_INLINE f32b min_f(const f32b& a, const f32b& b) noexcept { retu
 template <class U>
 STOCHGRAD_ALWAYS_INLINE auto uniform01(const U& x) noexcept {
   using F = std::conditional_t<std::is_same_v<U, std::uint32_t>, float, f32b>;
-  return min_f((small_to_float(x >> 8) + F(0.5f)) * F(0x1p-24f), F(0x1.fffffep-1f));
+  return min_f((int_to_float(x >> 8) + F(0.5f)) * F(0x1p-24f), F(0x1.fffffep-1f));
 }
 
 // ln u(x) for u(x) = ((x >> 8) + 0.5) 2^-24, from the integer k = x >> 8: write k + 0.5 = 2^j (1 + f)
@@ -187,13 +182,13 @@ template <class F, class U>
 STOCHGRAD_ALWAYS_INLINE F log_u_word(const U& x) noexcept {
   using simd::madd;
   const U k = x >> 8;
-  const F kf = small_to_float(k);                                  // exact: k < 2^24
+  const F kf = int_to_float(k);                                  // exact: k < 2^24
   const U shifted = as_u32(kf + F(0.5f)) - U(0x3f3504f3u);         // only selects j
   const U j = ((shifted >> 23) ^ U(0x100u)) - U(0x100u);           // sign-extended, in [-1, 24]
   const F p2j = as_float((j + U(127u)) << 23);
   const F inv_p2j = as_float((U(127u) - j) << 23);
   const F f = ((kf - p2j) + F(0.5f)) * inv_p2j;                    // exact
-  const F e = signed_to_float(j - U(24u));
+  const F e = int_to_float(j - U(24u));
   const F z = f * f;
   F p = F(7.0376836292e-2f);
   p = madd(p, f, F(-1.1514610310e-1f));
@@ -220,7 +215,7 @@ STOCHGRAD_ALWAYS_INLINE void sincos_2pi_u(const U& x, F& s, F& c) noexcept {
   const U k = x >> 8;
   const U q = (k + U(1u << 21)) >> 22;                         // 0..4
   const U r = k - (q << 22);                                   // two's complement, in [-2^21, 2^21)
-  const F t = madd(signed_to_float(r), F(0x1p-24f), F(0x1p-25f));  // exact
+  const F t = madd(int_to_float(r), F(0x1p-24f), F(0x1p-25f));  // exact
   const F t2 = t * t;
   // Taylor series of sin(2 pi t) to t^9 and cos(2 pi t) to t^10: truncation < 2e-9 on |2 pi t| <= pi/4.
   F ps = F(42.058693944897634f);
@@ -263,7 +258,7 @@ STOCHGRAD_ALWAYS_INLINE F rademacher_from(const U& x) noexcept {
 
 template <class F, class U>
 STOCHGRAD_ALWAYS_INLINE F segmented_from(const U& x) noexcept {
-  const F mag = simd::madd(small_to_float(x & U(0x00ffffffu)) + F(0.5f), F(0x1p-25f), F(0.5f));
+  const F mag = simd::madd(int_to_float(x & U(0x00ffffffu)) + F(0.5f), F(0x1p-25f), F(0.5f));
   return as_float(as_u32(mag) | (x & U(0x80000000u)));
 }
 

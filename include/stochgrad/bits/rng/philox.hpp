@@ -51,18 +51,6 @@ constexpr STOCHGRAD_ALWAYS_INLINE void mulhilo(std::uint32_t a, std::uint32_t m,
   lo = static_cast<std::uint32_t>(p);
 }
 
-using u32batch = xsimd::batch<std::uint32_t>;
-
-// 32x32 -> 64-bit products of every lane with a constant, split into high and low words
-// (full-density SoA form: one block per 32-bit lane). Kept for callers that hold words in
-// xsimd registers; the chunk generator uses the half-density form below, which is cheaper.
-STOCHGRAD_ALWAYS_INLINE void mulhilo(const u32batch& a, std::uint32_t m, u32batch& hi, u32batch& lo) noexcept {
-  alignas(64) std::uint32_t in[u32batch::size], h[u32batch::size], l[u32batch::size];
-  a.store_aligned(in);
-  for (std::size_t i = 0; i < u32batch::size; ++i) mulhilo(in[i], m, h[i], l[i]);
-  hi = u32batch::load_aligned(h);
-  lo = u32batch::load_aligned(l);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Half-density SIMD Philox. Each 64-bit lane of a register holds one counter word in its low

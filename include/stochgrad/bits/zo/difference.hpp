@@ -44,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "../base/scratch.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../optim/optimizer.hpp"
@@ -122,9 +123,7 @@ struct difference_state {
 
   /// Grows the scratch (allocates only when q exceeds every earlier q).
   void reserve(std::size_t q, std::size_t outcomes_n) {
-    auto grow = [](auto& v, std::size_t n) {
-      if (v.size() < n) v.resize(n);
-    };
+    using stochgrad::detail::grow;
     grow(outcomes, outcomes_n);
     grow(base, outcomes_n);
     grow(adv, outcomes_n);

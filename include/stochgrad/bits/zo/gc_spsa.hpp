@@ -51,36 +51,14 @@ std::size_t queries_of(const Source& g) noexcept {
 /// A gradient source that forwards to `inner` and reports `q` directions (e.g. a dense estimate
 /// averaged over q directions elsewhere, fed to gc_spsa_sgd).
 template <class Inner>
-class with_queries {
+class with_queries : public stochgrad::detail::source_adaptor<Inner> {
  public:
-  with_queries(const Inner& inner, std::size_t q) noexcept : inner_(inner), q_(q) {}
-  template <class T>
-  STOCHGRAD_ALWAYS_INLINE void load_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta,
-                                          xsimd::batch<T>* out) const noexcept {
-    inner_.load_chunk(t, i, theta, out);
-  }
-  template <class T>
-  STOCHGRAD_ALWAYS_INLINE T at(std::size_t t, std::size_t i, T& th) const noexcept {
-    return inner_.at(t, i, th);
-  }
-  template <class T>
-    requires stochgrad::detail::has_finish<Inner, T>
-  STOCHGRAD_ALWAYS_INLINE void finish_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta) const noexcept {
-    inner_.finish_chunk(t, i, theta);
-  }
-  template <class T>
-    requires stochgrad::detail::has_finish<Inner, T>
-  STOCHGRAD_ALWAYS_INLINE void finish_at(std::size_t t, std::size_t i, T& th) const noexcept {
-    inner_.finish_at(t, i, th);
-  }
-  template <class T>
-  void check(const parameters<T>& p) const {
-    inner_.check(p);
-  }
+  /// Wraps `inner` (not owned; must outlive this source), reporting `q` directions.
+  with_queries(const Inner& inner, std::size_t q) noexcept : stochgrad::detail::source_adaptor<Inner>(inner), q_(q) {}
+  /// Number of directions averaged in the wrapped estimate.
   std::size_t queries() const noexcept { return q_; }
 
  private:
-  const Inner& inner_;
   std::size_t q_;
 };
 

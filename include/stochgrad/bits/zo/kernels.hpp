@@ -39,8 +39,7 @@ struct pass_term {
   T scale = T(0);
 };
 
-template <class T>
-using uint_of = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+using stochgrad::detail::uint_of;
 
 /// Lane bits 1, 2, 4, ... of a register of T.
 template <real_scalar T>

@@ -59,13 +59,12 @@ struct magnitude_mask {
 
 namespace detail {
 
-template <class T>
-using mag_bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+using stochgrad::detail::uint_of;
 
 /// Bit pattern of |x| (sign cleared): ordered like |x| for every non-NaN x.
 template <real_scalar T>
-inline mag_bits_t<T> magnitude_bits(T x) noexcept {
-  using U = mag_bits_t<T>;
+inline uint_of<T> magnitude_bits(T x) noexcept {
+  using U = uint_of<T>;
   return std::bit_cast<U>(x) & ~(U{1} << (8 * sizeof(T) - 1));
 }
 
@@ -74,8 +73,8 @@ inline mag_bits_t<T> magnitude_bits(T x) noexcept {
 /// two read passes; double: 15 + 3 x 16) and 8 bits below 2^14 entries (so that clearing and
 /// scanning the histogram never dominates a small tensor). `hist` has 2^16 entries (scratch).
 template <real_scalar T>
-mag_bits_t<T> kth_smallest_magnitude_bits(std::span<const T> x, std::size_t k, std::span<std::uint32_t> hist) {
-  using U = mag_bits_t<T>;
+uint_of<T> kth_smallest_magnitude_bits(std::span<const T> x, std::size_t k, std::span<std::uint32_t> hist) {
+  using U = uint_of<T>;
   constexpr int total = 8 * sizeof(T) - 1;
   const int digit = x.size() >= (std::size_t{1} << 14) ? 16 : 8;
   U prefix = 0;
