@@ -520,7 +520,7 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
 }
 
 /// Advantages `A = normalizer(baseline(r))` with NaN results mapped to 0: the same as the
-/// `std::span<const T>` overload above (same parameters, result and exceptions).
+/// `std::span<const T>` overload (same parameters, result and exceptions).
 /// Overload for non-const outcome spans and containers convertible to spans.
 template <baseline_policy B, normalizer_policy N, real_scalar T>
 advantage_stats advantages(const B& b, const N& nrm, std::span<T> r, const group_layout& g, std::span<T> adv) {

@@ -53,30 +53,37 @@ std::size_t queries_of(const Source& g) noexcept {
 template <class Inner>
 class with_queries {
  public:
+  /// Wraps `inner` (held by reference: it must outlive this source), reporting `q` directions.
   with_queries(const Inner& inner, std::size_t q) noexcept : inner_(inner), q_(q) {}
+  /// The inner source's registers of tensor t at [i, i + chunk), unchanged.
   template <class T>
   STOCHGRAD_ALWAYS_INLINE void load_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta,
                                           xsimd::batch<T>* out) const noexcept {
     inner_.load_chunk(t, i, theta, out);
   }
+  /// The inner source's element i of tensor t, unchanged.
   template <class T>
   STOCHGRAD_ALWAYS_INLINE T at(std::size_t t, std::size_t i, T& th) const noexcept {
     return inner_.at(t, i, th);
   }
+  /// Forwards to the inner source's `finish_chunk` (present only when the inner source has one).
   template <class T>
     requires stochgrad::detail::has_finish<Inner, T>
   STOCHGRAD_ALWAYS_INLINE void finish_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta) const noexcept {
     inner_.finish_chunk(t, i, theta);
   }
+  /// Forwards to the inner source's `finish_at` (present only when the inner source has one).
   template <class T>
     requires stochgrad::detail::has_finish<Inner, T>
   STOCHGRAD_ALWAYS_INLINE void finish_at(std::size_t t, std::size_t i, T& th) const noexcept {
     inner_.finish_at(t, i, th);
   }
+  /// The inner source's check. @throws whatever `inner.check(p)` throws.
   template <class T>
   void check(const parameters<T>& p) const {
     inner_.check(p);
   }
+  /// The reported direction count q (read by `queries_of`).
   std::size_t queries() const noexcept { return q_; }
 
  private:
@@ -100,6 +107,7 @@ struct gc_spsa_state {
   std::vector<std::vector<T>> momentum;    ///< m, per tensor
   std::vector<optim::detail::group_rates> rates;  ///< per-group rates of the current update (workspace; not saved)
 
+  /// Saves/loads updates, n_past, last_b and the momentum (format: stepper/serialize.hpp).
   template <class Ar>
   void serialize(Ar& ar) {
     ar.field("gc_spsa.updates", updates);
@@ -118,10 +126,12 @@ class gc_spsa_sgd {
  public:
   /// Identifier in saved state, e.g. "gc_spsa<constant>".
   static constexpr stochgrad::detail::fixed_name name_text{"gc_spsa<", stochgrad::detail::policy_name<Schedule>(), ">"};
+  /// "gc_spsa<schedule>": identifies the optimizer in saved state and kind().
   static constexpr const char* name = name_text.text;
   /// A zeroth-order optimizer: its momentum scale depends on the estimator's direction count.
   static constexpr estimator_family only_for_family = estimator_family::zeroth_order;
   using options_type = gc_spsa_options;  ///< what `stepper(params, {.lr = ...})` builds it from
+  /// Sized state for parameters of type T.
   template <class T>
   using state = gc_spsa_state<T>;
 
@@ -135,8 +145,10 @@ class gc_spsa_sgd {
     optim::detail::validate_schedule(sched_);
   }
 
+  /// The hyper-parameters.
   const gc_spsa_options& options() const noexcept { return o_; }
 
+  /// Fresh state: zero momentum buffers shaped like `p`, zero counters, per-group rate workspace.
   template <real_scalar T>
   state<T> init(const parameters<T>& p) const {
     state<T> s;
