@@ -36,7 +36,7 @@ struct first_order {
   }
 
   /// Compile-time composition check (stepper_template.hpp): static_asserts that B is `no_baseline`
-  /// and N is `no_normalizer`; any optimizer O is accepted.
+  /// and N is `no_normalizer`.
   template <class B, class N, class O>
   static consteval bool check_composition() {
     static_assert(std::is_same_v<B, no_baseline>,

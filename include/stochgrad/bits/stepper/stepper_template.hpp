@@ -207,7 +207,7 @@ class stepper {
   std::uint64_t steps() const noexcept { return steps_; }
   /// The parameters.
   const parameters<T>& params() const noexcept { return params_; }
-  /// The estimator policy (mutable: e.g. to change its options between steps).
+  /// The estimator policy (mutable).
   Estimator& estimator() noexcept { return est_; }
   /// The estimator policy.
   const Estimator& estimator() const noexcept { return est_; }
