@@ -79,12 +79,14 @@ namespace paper {
 /// o = A = 1, a = 0.01, alpha = 0.4, Nesterov beta = 0.9; BlackVIP's k starts at 1, so its
 /// a/(k + o)^alpha is spall_gain's a/(k + 1 + A)^alpha with A = o).
 struct blackvip_optimizer {
+  /// SGD with Nesterov momentum 0.9, lr a = 0.01 and gain schedule a / (k + 2)^0.4 (A = 1, alpha = 0.4).
   static optim::sgd<spall_gain> make() {
     return optim::sgd<spall_gain>({.lr = 0.01, .momentum = 0.9, .nesterov = true}, spall_gain{.A = 1.0, .alpha = 0.4});
   }
 };
 /// BlackVIP's perturbation: c = 0.01, gamma = 0.1 (ViT-B/16 config), q = SP_AVG = 5 (train.py).
 struct blackvip_estimator {
+  /// Two-point estimator, segmented-uniform directions, eps c_k = 0.01 / (k + 1)^0.1, q = 5.
   static zo::two_point<segmented_uniform, zo::spall_perturbation> make() {
     return zo::two_point<segmented_uniform, zo::spall_perturbation>({.eps = 0.01, .q = 5}, zo::spall_perturbation{.gamma = 0.1});
   }
@@ -92,12 +94,14 @@ struct blackvip_estimator {
 /// DREAM's GC-SPSA estimator: zo_eps = 1e-3 and q = 4 directions at the start, halved every two
 /// epochs by the dream_schedule (src/trainer.py).
 struct dream_estimator {
+  /// Two-point estimator, Gaussian directions, eps = 1e-3, q = 4 with dream_schedule's defaults.
   static zo::two_point<gaussian, zo::dream_schedule> make() {
     return zo::two_point<gaussian, zo::dream_schedule>({.eps = 1e-3, .q = 4});
   }
 };
 /// ZO-AE-DS's RGE: mu = 0.005, q = 192 directions (AE_DS_train.py defaults).
 struct zo_ae_ds_rge {
+  /// One-sided estimator, unit-sphere directions, smoothing mu = eps = 0.005, q = 192.
   static zo::one_sided<unit_sphere> make() { return zo::one_sided<unit_sphere>({.eps = 0.005, .q = 192}); }
 };
 /// BNPO's loss (recipe/bnpo/run.sh on its verl fork): clip 0.2 / 0.28, dual clip c = 10,
@@ -111,12 +115,14 @@ struct bnpo_loss {
     o.aggregation = loss_aggregation::seq_mean_token_sum;
     return o;
   }
+  /// score_function with `options()`.
   static score_function<> make() { return score_function<>(options()); }
 };
 /// Dr. GRPO (Liu et al. 2025): the sum of per-token terms over B L_max (L_max = the padded length
 /// unless `max_completion_length` is set), no std normalisation of the advantages (the alias's
 /// normalizer).
 struct dr_grpo_loss {
+  /// score_function with default surrogate options and `loss_aggregation::dr_grpo`.
   static score_function<> make() {
     surrogate_options o;
     o.aggregation = loss_aggregation::dr_grpo;
@@ -126,6 +132,7 @@ struct dr_grpo_loss {
 /// DAPO (Yu et al. 2025): clip-higher eps_high = 0.28 with token-level aggregation (TRL's "dapo").
 /// DAPO's dynamic sampling and overlong reward shaping act on the batch before the step.
 struct dapo_loss {
+  /// score_function with default surrogate options (TRL "dapo" aggregation, eps_low 0.2) and eps_high 0.28.
   static score_function<> make() {
     surrogate_options o;
     o.eps_high = 0.28;
@@ -135,6 +142,7 @@ struct dapo_loss {
 /// GSPO (Zheng et al. 2025) as TRL's paper index sets it: sequence-level ratios, eps 3e-4 / 4e-4
 /// (GSPO v2 §5.1), loss "grpo" (mean over sequences of the token mean), no KL.
 struct gspo_loss {
+  /// score_function with sequence-level ratios, eps_low 3e-4, eps_high 4e-4, seq-mean-token-mean.
   static score_function<> make() {
     surrogate_options o;
     o.level = ratio_level::sequence;
@@ -147,6 +155,7 @@ struct gspo_loss {
 /// CISPO (MiniMax-M1): the importance weight is clipped and stopped, no lower bound
 /// (eps_low = 1), upper bound 1 + 0.28 (Trinity-RFT's default for the paper's tuned eps_high).
 struct cispo_loss {
+  /// score_function over cispo_estimator with `cispo_mask{eps_low = 1.0, eps_high = 0.28}`.
   static score_function<cispo_estimator> make() {
     return score_function<cispo_estimator>(cispo_estimator{cispo_mask{1.0, 0.28}, {}, {}, {}});
   }

@@ -14,3 +14,7 @@
 #include "stochgrad.hpp"
 #include "bits/torch/adapter.hpp"
 #include "bits/torch/optimizer.hpp"
+
+/// @namespace stochgrad::libtorch
+/// The optional libtorch component: the parameter/gradient adapter for `torch::nn::Module` and
+/// `torch::optim::Optimizer` wrappers running stochgrad's optimizers.

@@ -3,8 +3,11 @@
 /// @brief The single source of truth for stochgrad's version (CMake parses these macros).
 #pragma once
 
+/// Major version number, the X of "X.Y.Z" in `version_string`.
 #define STOCHGRAD_VERSION_MAJOR 0
+/// Minor version number, the Y of "X.Y.Z".
 #define STOCHGRAD_VERSION_MINOR 1
+/// Patch version number, the Z of "X.Y.Z".
 #define STOCHGRAD_VERSION_PATCH 0
 
 /// Version as one integer: major * 10000 + minor * 100 + patch.

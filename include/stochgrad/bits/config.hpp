@@ -18,10 +18,14 @@
 #include "../version.hpp"
 
 #if defined(__GNUC__) || defined(__clang__)
+/// `inline` that also forces inlining (GCC/Clang `always_inline`) for the small hot kernel helpers.
 #define STOCHGRAD_ALWAYS_INLINE inline __attribute__((always_inline))
+/// Pointer qualifier promising no aliasing (GCC/Clang `__restrict__`), on kernels' output pointers.
 #define STOCHGRAD_RESTRICT __restrict__
 #else
+/// `inline` that also forces inlining where the compiler supports it; plain `inline` here.
 #define STOCHGRAD_ALWAYS_INLINE inline
+/// Pointer qualifier promising no aliasing where the compiler supports it; empty here.
 #define STOCHGRAD_RESTRICT
 #endif
 
@@ -36,12 +40,15 @@
 #endif
 #endif
 
+/// stochgrad's public API: estimator, baseline, normalizer and optimizer policies, the steppers
+/// composed from them, parameter sets, noise generation and kernels. `detail` namespaces are not API.
 namespace stochgrad {
 
 /// Floating-point element types stochgrad kernels accept.
 template <class T>
 concept real_scalar = std::is_same_v<T, float> || std::is_same_v<T, double>;
 
+/// SIMD register types and the fused multiply-add helpers shared by scalar and vector kernels.
 namespace simd {
 
 /// The SIMD register type for `T` on the architecture this translation unit is compiled for.

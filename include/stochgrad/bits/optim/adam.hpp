@@ -53,9 +53,38 @@ struct adam_state {
 
   /// Per-group coefficients of the current update (workspace sized by init; not saved).
   struct group_coeffs {
+    /// @var clip
+    /// global-norm clipping factor c applied to g
+    /// @var wd
+    /// the group's weight decay lambda (0 when the group has `decay = false`)
+    /// @var decay
+    /// AdamW's decoupled decay factor `1 - lr_t lambda` on theta
+    /// @var w1
+    /// `1 - beta1`, the lerp weight of m toward g
+    /// @var w1c
+    /// `-beta1`, the lerp coefficient of the high-weight branch: m <- g - beta1 (g - m)
+    /// @var b2
+    /// beta2
+    /// @var omb2
+    /// `1 - beta2`
+    /// @var inv_sqrt_bc2
+    /// `1 / sqrt(1 - beta2^t)`, the second-moment bias correction
+    /// @var eps
+    /// epsilon added to sqrt(v) / sqrt(1 - beta2^t)
+    /// @var neg_step
+    /// `-lr_t / (1 - beta1^t)`, the signed step size with first-moment bias correction
     T clip, wd, decay, w1, w1c, b2, omb2, inv_sqrt_bc2, eps, neg_step;
+    /// @var clipping
+    /// whether c != 1 (gradient scaled)
+    /// @var coupled_wd
+    /// Adam with lambda != 0: g <- g + lambda theta
+    /// @var decoupled_wd
+    /// AdamW with lambda != 0: theta <- theta (1 - lr_t lambda)
+    /// @var lerp_low
+    /// `1 - beta1 < 0.5`: torch's lerp uses `m + w1 (g - m)`, else `g - beta1 (g - m)`
     bool clipping, coupled_wd, decoupled_wd, lerp_low;
   };
+  /// One `group_coeffs` per parameter group, recomputed at every update (workspace, not saved).
   std::vector<group_coeffs> scratch;
 
   /// Saves/loads the counters and moments (format: stepper/serialize.hpp).
@@ -106,11 +135,14 @@ class basic_adam {
   /// Identifier in saved state.
   static constexpr stochgrad::detail::fixed_name name_text{Decoupled ? "adamw<" : "adam<",
                                                            stochgrad::detail::policy_name<Schedule>(), ">"};
+  /// "adam<schedule>" or "adamw<schedule>": identifies the optimizer in saved state and kind().
   static constexpr const char* name = name_text.text;
   /// Sized state for parameters of type T.
   template <class T>
   using state = adam_state<T>;
+  /// The hyper-parameter aggregate (adam_options or adamw_options).
   using options_type = basic_adam_options<Decoupled>;
+  /// The learning-rate schedule policy: lr_t = lr * Schedule(k) for step k.
   using schedule_type = Schedule;
 
   /// @throws invalid_argument naming the parameter, value and allowed range: lr not finite or

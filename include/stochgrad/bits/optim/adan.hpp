@@ -63,11 +63,57 @@ struct adan_state {
 
   /// Per-group coefficients of the current update (workspace sized by init; not saved).
   struct group_coeffs {
+    /// @var clip
+    /// global-norm clipping factor c applied to g
+    /// @var b1
+    /// beta1
+    /// @var omb1
+    /// `1 - beta1`
+    /// @var b2
+    /// beta2
+    /// @var omb2
+    /// `1 - beta2`
+    /// @var b3
+    /// beta3
+    /// @var omb3
+    /// `1 - beta3`
+    /// @var eps
+    /// epsilon added to the denominator (outside the root)
     T clip, b1, omb1, b2, omb2, b3, omb3, eps;
+    /// @var inv_sqrt_bc3
+    /// reference form: `1 / sqrt(1 - beta3^t)`, so that d = sqrt(n) inv_sqrt_bc3 + eps
+    /// @var step1
+    /// reference form: `lr_t / (1 - beta1^t)`, the coefficient of m / d
+    /// @var step2
+    /// reference form: `lr_t beta2 / (1 - beta2^t)`, the coefficient of v / d
+    /// @var shrink
+    /// reference form: weight-decay factor, `1 + lr_t lambda` (proximal: theta is divided by it)
+    /// or `1 - lr_t lambda` (no_prox: theta is multiplied by it)
     T inv_sqrt_bc3, step1, step2, shrink;  // reference form
+    /// @var ibc1
+    /// optax form: `1 / (1 - beta1^t)`, m_hat = m ibc1
+    /// @var ibc2
+    /// optax form: `1 / (1 - beta2^t)`, v_hat = v ibc2
+    /// @var ibc3
+    /// optax form: `1 / (1 - beta3^t)`, n_hat = n ibc3
+    /// @var eps_root
+    /// optax form: epsilon added to n_hat inside the square root
+    /// @var neg_lr
+    /// optax form: `-lr_t`
+    /// @var wd
+    /// optax form: the group's weight decay lambda in `theta - lr_t (u + lambda theta)`
     T ibc1, ibc2, ibc3, eps_root, neg_lr, wd;  // optax form
+    /// @var clipping
+    /// whether c != 1 (gradient scaled)
+    /// @var first
+    /// first update of the group (steps == 0): g_prev is set to g, so the difference is 0
+    /// @var prox
+    /// proximal weight decay (`!no_prox`)
+    /// @var decay
+    /// the group's lambda != 0 (reference form applies `shrink`)
     bool clipping, first, prox, decay;
   };
+  /// One `group_coeffs` per parameter group, recomputed at every update (workspace, not saved).
   std::vector<group_coeffs> scratch;
 
   /// Saves/loads the counters and moments (format: stepper/serialize.hpp).
@@ -169,11 +215,14 @@ class adan {
  public:
   /// Identifier in saved state.
   static constexpr stochgrad::detail::fixed_name name_text{"adan<", stochgrad::detail::policy_name<Schedule>(), ">"};
+  /// "adan<schedule>": identifies the optimizer in saved state and kind().
   static constexpr const char* name = name_text.text;
   /// Sized state for parameters of type T.
   template <class T>
   using state = adan_state<T>;
+  /// The hyper-parameter aggregate.
   using options_type = adan_options;
+  /// The learning-rate schedule policy: lr_t = lr * Schedule(k) for step k.
   using schedule_type = Schedule;
 
   /// @throws invalid_argument naming the parameter, value and allowed range: lr not finite or

@@ -12,3 +12,7 @@
 #include "schedule.hpp"
 #include "sgd.hpp"
 #include "source.hpp"
+
+/// @namespace stochgrad::optim
+/// Optimizer policies (`sgd`, `adam`/`adamw`, `adan`) that turn a gradient source into an in-place
+/// parameter update, with their per-run state and gradient clipping.

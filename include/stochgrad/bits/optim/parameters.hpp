@@ -67,6 +67,7 @@ auto as_span(V& v) {
 template <real_scalar T>
 class parameters {
  public:
+  /// The element type of the tensors (float or double).
   using value_type = T;
 
   /// An empty set with one default group.

@@ -24,6 +24,7 @@ concept schedule_policy = requires(const S& s, std::uint64_t k) {
 /// Factor 1 at every step.
 struct constant_schedule {
   static constexpr const char* name = "constant";  ///< part of the stepper's kind()
+  /// Factor 1 for every step k.
   double operator()(std::uint64_t) const noexcept { return 1.0; }
 };
 
@@ -31,6 +32,7 @@ struct constant_schedule {
 struct linear_warmup {
   static constexpr const char* name = "linear_warmup";  ///< part of the stepper's kind()
   std::uint64_t warmup = 0;  ///< warm-up steps (0: none)
+  /// Factor `(k + 1) / warmup` for k < warmup, else 1.
   double operator()(std::uint64_t k) const noexcept {
     return (warmup == 0 || k >= warmup) ? 1.0 : static_cast<double>(k + 1) / static_cast<double>(warmup);
   }
@@ -47,6 +49,8 @@ struct cosine_schedule {
     detail::require(total > warmup, "cosine_schedule", "total", static_cast<double>(total), "> warmup");
     detail::require(min_factor >= 0.0 && min_factor <= 1.0, "cosine_schedule", "min_factor", min_factor, "in [0, 1]");
   }
+  /// Factor at step k: `(k + 1) / warmup` for k < warmup; `min + (1 - min) (1 + cos(pi p)) / 2` with
+  /// `p = (k - warmup) / (total - warmup)` for warmup <= k < total; `min_factor` for k >= total.
   double operator()(std::uint64_t k) const noexcept {
     if (k < warmup) return static_cast<double>(k + 1) / static_cast<double>(warmup);
     if (k >= total) return min_factor;
@@ -60,10 +64,12 @@ struct step_decay {
   static constexpr const char* name = "step_decay";  ///< part of the stepper's kind()
   std::uint64_t every = 1;  ///< steps between decays (> 0)
   double gamma = 0.1;       ///< multiplicative decay (in (0, 1])
+  /// @throws invalid_argument if every == 0 or gamma outside (0, 1].
   void validate() const {
     detail::require(every > 0, "step_decay", "every", static_cast<double>(every), "> 0");
     detail::require(gamma > 0.0 && gamma <= 1.0, "step_decay", "gamma", gamma, "in (0, 1]");
   }
+  /// Factor `gamma^floor(k / every)` at step k.
   double operator()(std::uint64_t k) const noexcept {
     return std::pow(gamma, static_cast<double>(k / every));
   }
@@ -76,10 +82,12 @@ struct spall_gain {
   static constexpr const char* name = "spall_gain";  ///< part of the stepper's kind()
   double A = 0.0;        ///< stability constant (about 10 % of the iterations), >= 0
   double alpha = 0.602;  ///< decay exponent, > 0
+  /// @throws invalid_argument if A < 0, alpha <= 0, or either is not finite.
   void validate() const {
     detail::require(A >= 0.0 && std::isfinite(A), "spall_gain", "A", A, "finite and >= 0");
     detail::require(alpha > 0.0 && std::isfinite(alpha), "spall_gain", "alpha", alpha, "finite and > 0");
   }
+  /// Factor `1 / (k + 1 + A)^alpha` at step k.
   double operator()(std::uint64_t k) const noexcept { return 1.0 / std::pow(static_cast<double>(k) + 1.0 + A, alpha); }
 };
 

@@ -41,9 +41,30 @@ struct sgd_state {
 
   /// Per-group coefficients of the current update (workspace sized by init; not saved).
   struct group_coeffs {
+    /// @var neg_lr
+    /// `-lr_t`, the signed step size
+    /// @var wd
+    /// the group's coupled weight decay lambda (0 when the group has `decay = false`)
+    /// @var momentum
+    /// momentum factor mu
+    /// @var damp1
+    /// `1 - tau`, the weight of d in the momentum buffer
+    /// @var clip
+    /// global-norm clipping factor c applied to g
     T neg_lr, wd, momentum, damp1, clip;
+    /// @var has_wd
+    /// lambda != 0: d <- d + lambda theta
+    /// @var has_momentum
+    /// mu > 0: the momentum buffer is used
+    /// @var first
+    /// first update of the group (steps == 0): the buffer is initialised to d
+    /// @var nesterov
+    /// Nesterov momentum: d <- d + mu b instead of d <- b
+    /// @var clipping
+    /// whether c != 1 (gradient scaled)
     bool has_wd, has_momentum, first, nesterov, clipping;
   };
+  /// One `group_coeffs` per parameter group, recomputed at every update (workspace, not saved).
   std::vector<group_coeffs> scratch;
 
   /// Saves/loads the counters and buffers (format: stepper/serialize.hpp).
@@ -88,11 +109,14 @@ class sgd {
  public:
   /// Identifier in saved state.
   static constexpr stochgrad::detail::fixed_name name_text{"sgd<", stochgrad::detail::policy_name<Schedule>(), ">"};
+  /// "sgd<schedule>": identifies the optimizer in saved state and kind().
   static constexpr const char* name = name_text.text;
   /// Sized state for parameters of type T.
   template <class T>
   using state = sgd_state<T>;
+  /// The hyper-parameter aggregate.
   using options_type = sgd_options;
+  /// The learning-rate schedule policy: lr_t = lr * Schedule(k) for step k.
   using schedule_type = Schedule;
 
   /// @throws invalid_argument naming the parameter, value and allowed range: lr not finite or
@@ -132,7 +156,6 @@ class sgd {
     return s;
   }
 
-  /// One fused update of `p` from the gradient source `g`.
   /// Checks a (loaded) state against these options: momentum buffers exist iff momentum > 0.
   /// @throws state_error otherwise.
   template <real_scalar T>
@@ -145,6 +168,7 @@ class sgd {
     }
   }
 
+  /// One fused update of `p` from the gradient source `g`.
   /// @throws size_mismatch from the source's check; state_error when `s` does not fit `p` or has
   /// no momentum buffers although momentum > 0. Nothing is modified when it throws. With
   /// skip_nonfinite, a gradient with a NaN/inf element leaves parameters and state untouched and

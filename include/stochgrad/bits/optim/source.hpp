@@ -62,6 +62,8 @@ class dense_gradient {
   explicit dense_gradient(std::span<const std::span<const T>> grads) noexcept : grads_(grads) {}
   /// A single-tensor gradient.
   explicit dense_gradient(std::span<const T> g) noexcept : one_{g}, grads_(one_.data(), 1) {}
+  /// Copies the view; a single-tensor source's copy refers to its own copy of the span, so it does
+  /// not dangle when `o` is destroyed.
   dense_gradient(const dense_gradient& o) noexcept : one_(o.one_), grads_(o.grads_) {
     if (o.grads_.data() == o.one_.data()) grads_ = std::span<const std::span<const T>>(one_.data(), 1);
   }
@@ -111,11 +113,15 @@ class noise_gradient {
   /// Several terms (n-SPSA, q queries, ES population); the array must outlive the source.
   explicit noise_gradient(std::span<const noise_term> terms, std::uint32_t stream_offset = 0) noexcept
       : terms_(terms), stream_offset_(stream_offset) {}
+  /// Copies the view; a single-term source's copy refers to its own copy of the term, so it does
+  /// not dangle when `o` is destroyed.
   noise_gradient(const noise_gradient& o) noexcept : one_(o.one_), terms_(o.terms_), stream_offset_(o.stream_offset_) {
     if (o.terms_.data() == o.one_.data()) terms_ = std::span<const noise_term>(one_.data(), 1);
   }
   noise_gradient& operator=(const noise_gradient&) = delete;
 
+  /// Registers of tensor t at [i, i + chunk): `out = scale_0 z_0`, then `out = madd(scale_k, z_k, out)`
+  /// with z_k the noise chunk of key `{seed_k, stream_offset + t, draw_k}`; theta is not used.
   STOCHGRAD_ALWAYS_INLINE void load_chunk(std::size_t t, std::size_t i, xsimd::batch<T>*,
                                           xsimd::batch<T>* out) const noexcept {
     using B = xsimd::batch<T>;
@@ -130,6 +136,7 @@ class noise_gradient {
       for (std::size_t r = 0; r < NB; ++r) out[r] = simd::madd(sk, z[r], out[r]);
     }
   }
+  /// Element i of tensor t, computed the same way in scalar code (bitwise equal to `load_chunk`).
   STOCHGRAD_ALWAYS_INLINE T at(std::size_t t, std::size_t i, T&) const noexcept {
     T g = static_cast<T>(terms_[0].scale) * noise_value<D, G, T>(key(t, terms_[0]), i);
     for (std::size_t k = 1; k < terms_.size(); ++k) {

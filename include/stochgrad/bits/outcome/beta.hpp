@@ -163,6 +163,9 @@ struct bnpo_mean {
   static constexpr const char* name = "bnpo_mean";  ///< identifies the policy in saved state
   bnpo_options options;  ///< range and compatibility mode (use the same as the normalizer's)
 
+  /// Writes each sample's group NaN-mean reward (`min_value` for a singleton group with
+  /// `reference_compatible`). @throws invalid_argument / size_mismatch on bad sizes, a bad range or
+  /// a reward outside [min_value, max_value].
   template <real_scalar T>
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
     detail::check_bnpo_range("bnpo_mean", options.min_value, options.max_value);
@@ -201,6 +204,10 @@ class beta_normalizer {
   /// The Beta fit of the last `apply` call.
   const beta_fit& last_fit() const noexcept { return fit_; }
 
+  /// Fits Beta(alpha, beta) to the prompts' mean rewards p_i (prompts with >= 2 valid rewards) and
+  /// writes `adv_n = w_i (r_n - base_n) / (max - min)`, `w_i = min(1 / f(p_i), weight_cap)`; prompts
+  /// left out of the fit get 0 (NaN for NaN rewards). Updates `last_fit()`.
+  /// @throws invalid_argument / size_mismatch on bad sizes or a reward outside [min_value, max_value].
   template <real_scalar T>
   void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
     const char* what = "beta_normalizer";

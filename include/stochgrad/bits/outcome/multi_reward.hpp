@@ -80,7 +80,17 @@ void clip_rewards(std::span<T> r, double lo, double hi) {
 /// Scratch of `combined_advantages` (grown only: calls on batches of at most the same size do not
 /// allocate). Owned by `multi_reward`, or by a stepper's estimator state.
 struct multi_reward_scratch {
+  /// @var r
+  /// per-sample rewards being normalized: the combined reward, or one function's column (N)
+  /// @var tmp
+  /// per-sample baseline and advantages of the current pass (N)
+  /// @var acc
+  /// per-sample weighted sum over functions of z-scores or advantages (N)
   std::vector<double> r, tmp, acc;
+  /// @var any
+  /// per sample, 1 if at least one reward function scored it (0 = unscorable) (N)
+  /// @var constant
+  /// per group, 1 while every function's rewards seen so far are constant in the group (`decompose`)
   std::vector<unsigned char> any, constant;
   /// Grows the buffers to n samples and `groups` groups.
   void reserve(std::size_t n, std::size_t groups) {
@@ -109,7 +119,14 @@ inline void check_reward_weights(std::span<const double> w, reward_aggregation m
 /// Advantages of `g.samples()` samples from K reward functions (row-major `[N x K]` matrix
 /// `rewards_per_func`, K = `weights.size()`), combined as `mode` says (see the file comment), with
 /// the baseline `base` and normalizer `nrm` (taken by reference: e.g. a stepper's own policies).
+/// @param base      baseline policy
+/// @param nrm       normalizer policy
+/// @param weights   one weight w_k per reward function (K >= 1, finite; nonzero sum for `decompose`)
+/// @param mode      how the K rewards are combined (`reward_aggregation`)
 /// @param final_eps epsilon of the final batch whitening of `normalize_then_sum` (TRL 1e-4)
+/// @param rewards_per_func row-major `[N x K]` rewards, NaN = no reward from that function
+/// @param g         grouping of the N samples
+/// @param adv       output advantages, N = `g.samples()`
 /// @param scratch   work buffers (grown as needed, never shrunk)
 /// @return statistics of the final advantages (NaN outcomes = unscorable samples)
 /// @throws size_mismatch / invalid_argument on inconsistent sizes, an empty or non-finite weight

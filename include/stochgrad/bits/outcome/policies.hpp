@@ -216,6 +216,8 @@ struct group_mean {
   /// verl / BNPO-repo / Reinforce-Ada semantics (singleton mean 0).
   static group_mean verl() noexcept { return group_mean{true}; }
 
+  /// Writes each sample's group NaN-mean (0 for a singleton with `verl_singletons`; NaN for a group
+  /// with no valid outcome). @throws size_mismatch / invalid_argument on bad sizes.
   template <real_scalar T>
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
     detail::check_outcome_sizes("group_mean", r.size(), out.size(), g);
@@ -236,6 +238,8 @@ struct group_mean {
 /// 0/0 = NaN (advantage 0); NaN outcomes get NaN. Without NaN, `r_n - b_n = G/(G-1) (r_n - mean)`.
 struct leave_one_out {
   static constexpr const char* name = "leave_one_out";  ///< identifies the policy in saved state
+  /// Writes `b_n = (sum of the group's valid r_j - r_n) / (G_i - 1)` (NaN for a NaN outcome or a
+  /// single valid outcome). @throws size_mismatch / invalid_argument on bad sizes.
   template <real_scalar T>
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
     detail::check_outcome_sizes("leave_one_out", r.size(), out.size(), g);
@@ -265,6 +269,7 @@ struct leave_one_out {
 /// No normalizer: `A_n = r_n - b_n` (Dr. GRPO's advantage with the group mean; RLOO).
 struct no_normalizer {
   static constexpr const char* name = "no_normalizer";  ///< identifies the policy in saved state
+  /// Writes `adv_n = r_n - base_n` (NaN propagates). @throws size_mismatch / invalid_argument on bad sizes.
   template <real_scalar T>
   void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
     detail::check_outcome_sizes("no_normalizer", r.size(), adv.size(), g);
@@ -293,6 +298,8 @@ struct group_std {
   /// verl semantics: eps 1e-6, singleton std 1.
   static group_std verl() noexcept { return group_std{1e-6, true}; }
 
+  /// Writes `adv_n = (r_n - base_n) / (s_i + eps)` per group i (s_i as above).
+  /// @throws size_mismatch / invalid_argument on bad sizes or eps < 0 or not finite.
   template <real_scalar T>
   void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
     detail::require_nonnegative_eps("group_std", eps);
@@ -320,6 +327,8 @@ struct batch_std {
   static constexpr const char* name = "batch_std";  ///< identifies the policy in saved state
   double eps = 1e-4;  ///< added to the std; >= 0
 
+  /// Writes `adv_n = (r_n - base_n) / (s + eps)` with s the batch std.
+  /// @throws size_mismatch / invalid_argument on bad sizes or eps < 0 or not finite.
   template <real_scalar T>
   void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
     detail::require_nonnegative_eps("batch_std", eps);
@@ -340,6 +349,8 @@ struct batch_whiten {
   static constexpr const char* name = "batch_whiten";  ///< identifies the policy in saved state
   double eps = 1e-4;  ///< added to the std; >= 0
 
+  /// Writes `adv_n = (d_n - nanmean(d)) / (nanstd_u(d) + eps)`, `d = r - base`.
+  /// @throws size_mismatch / invalid_argument on bad sizes or eps < 0 or not finite.
   template <real_scalar T>
   void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
     detail::require_nonnegative_eps("batch_whiten", eps);
@@ -508,7 +519,8 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
   return st;
 }
 
-/// @copydoc advantages
+/// Advantages `A = normalizer(baseline(r))` with NaN results mapped to 0: the same as the
+/// `std::span<const T>` overload (same parameters, result and exceptions).
 /// Overload for non-const outcome spans and containers convertible to spans.
 template <baseline_policy B, normalizer_policy N, real_scalar T>
 advantage_stats advantages(const B& b, const N& nrm, std::span<T> r, const group_layout& g, std::span<T> adv) {

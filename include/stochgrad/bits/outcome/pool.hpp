@@ -53,6 +53,8 @@ struct pool_mean {
   static constexpr const char* name = "pool_mean";  ///< identifies the policy in saved state
   std::span<const pool_counts> pool;  ///< one entry per group (dense group order of the layout)
 
+  /// Writes `mu_u = positives / N_u` of each sample's prompt pool (0 when N_u <= 1).
+  /// @throws size_mismatch / invalid_argument on bad sizes (`pool.size()` must be `g.groups()`).
   template <real_scalar T>
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
     detail::check_outcome_sizes("pool_mean", r.size(), out.size(), g);
@@ -74,6 +76,8 @@ struct pool_std {
   double floor = 1e-6;                ///< lower bound of the std; >= 0
   bool normalize = true;              ///< false: no division
 
+  /// Writes `adv_n = (r_n - base_n) / (sd_u + eps)` per prompt pool, or `r_n - base_n` without
+  /// `normalize`. @throws size_mismatch / invalid_argument on bad sizes, eps or floor < 0 or not finite.
   template <real_scalar T>
   void apply(std::span<const T> r, std::span<const T> base, const group_layout& g, std::span<T> adv) const {
     detail::require_nonnegative_eps("pool_std", eps);

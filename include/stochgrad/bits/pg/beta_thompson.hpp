@@ -52,6 +52,7 @@ struct beta_thompson_options {
 class beta_thompson {
  public:
   /// @param samples number of training samples tracked (>= 1)
+  /// @param o       priors, decay rates and the seed of the Thompson draws
   /// @throws invalid_argument for options outside their ranges
   beta_thompson(std::size_t samples, beta_thompson_options o = {}) : o_(o) {
     const char* w = "beta_thompson";

@@ -671,6 +671,8 @@ struct rloo_options {
 /// sequences: `loss = mean_n -min(rho_n A_n, rho_c A_n)`. No KL term (RLOO puts the KL in the
 /// reward: `kl_penalized_rewards`). The coefficient of token t of sequence n is
 /// `m_nt / B * dpl/drho * rho_n`. Diagnostics count sequences.
+/// @param o                  clip range: rho_c = clip(rho_n, 1 - eps_low, 1 + eps_high)
+/// @param b                  the batch: `logp`, `mask` and per-sequence `advantages` (`[B]`) are read
 /// @param old_sequence_logp  per-sequence `sum_t m old_logp` (`[B]`); `b.old_logp` and `b.ref_logp` are ignored
 /// @param coef               `[B x L]` output, or empty for the loss only
 /// @throws as `clipped_surrogate::evaluate`; advantages must be per sequence

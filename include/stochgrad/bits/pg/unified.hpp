@@ -48,12 +48,14 @@ namespace stochgrad {
 struct self_reference {
   static constexpr const char* name = "self_reference";  ///< part name (estimator_name)
   static constexpr bool per_sequence = false;  ///< ratio formed per token
+  /// ratio = 1 for any log-probabilities.
   static double ratio(double /*logp*/, double /*old_logp*/) noexcept { return 1.0; }
 };
 /// pi_ref = pi_old (the sampling policy): token ratio exp(logp - old_logp) (PPO, GRPO, CISPO).
 struct old_policy_reference {
   static constexpr const char* name = "old_policy_reference";  ///< part name (estimator_name)
   static constexpr bool per_sequence = false;  ///< ratio formed per token
+  /// ratio = exp(logp - old_logp), from the token's log-probabilities under pi_theta and pi_old.
   static double ratio(double logp, double old_logp) noexcept { return std::exp(logp - old_logp); }
 };
 /// GSPO: the ratio of every token of a sequence is exp(mean_t m (logp - old_logp)).
@@ -65,6 +67,7 @@ struct sequence_reference {
 struct unit_reference {
   static constexpr const char* name = "unit_reference";  ///< part name (estimator_name)
   static constexpr bool per_sequence = false;  ///< ratio formed per token
+  /// ratio = exp(logp) = pi_theta (old_logp ignored).
   static double ratio(double logp, double /*old_logp*/) noexcept { return std::exp(logp); }
 };
 
@@ -73,6 +76,7 @@ struct unit_reference {
 /// No mask: the ratio passes unchanged.
 struct no_mask {
   static constexpr const char* name = "no_mask";  ///< part name (estimator_name)
+  /// Returns `ratio` unchanged (the advantage is ignored).
   static double apply(double ratio, double /*adv*/) noexcept { return ratio; }
 };
 /// PPO clip mask: 0 where the clipped branch of the surrogate is active, else the ratio.
@@ -80,6 +84,7 @@ struct ppo_clip_mask {
   static constexpr const char* name = "ppo_clip_mask";  ///< part name (estimator_name)
   double eps_low = 0.2;   ///< in [0, 1)
   double eps_high = 0.2;  ///< >= 0
+  /// Returns 0 if (adv > 0 and ratio > 1 + eps_high) or (adv < 0 and ratio < 1 - eps_low), else `ratio`.
   double apply(double ratio, double adv) const noexcept {
     const bool clipped = (adv > 0.0 && ratio > 1.0 + eps_high) || (adv < 0.0 && ratio < 1.0 - eps_low);
     return clipped ? 0.0 : ratio;
@@ -90,6 +95,7 @@ struct cispo_mask {
   static constexpr const char* name = "cispo_mask";  ///< part name (estimator_name)
   double eps_low = 1.0;   ///< lower clip 1 - eps_low (CISPO leaves it open: 1.0 gives 0); in [0, 1]
   double eps_high = 0.2;  ///< upper clip 1 + eps_high; >= 0
+  /// Returns clip(ratio, 1 - eps_low, 1 + eps_high) (the advantage is ignored).
   double apply(double ratio, double /*adv*/) const noexcept {
     return std::min(std::max(ratio, 1.0 - eps_low), 1.0 + eps_high);
   }
@@ -100,12 +106,14 @@ struct cispo_mask {
 /// f(pi) = pi: f'(pi) = 1.
 struct identity_likelihood {
   static constexpr const char* name = "identity_likelihood";  ///< part name (estimator_name)
+  /// f'(pi) = 1.
   static double derivative(double /*pi*/) noexcept { return 1.0; }
 };
 /// LUFFY's policy shaping f(pi) = pi / (pi + gamma): f'(pi) = gamma / (pi + gamma)^2.
 struct luffy_shaping {
   static constexpr const char* name = "luffy_shaping";  ///< part name (estimator_name)
   double gamma = 0.1;  ///< > 0
+  /// f'(pi) = gamma / (pi + gamma)^2, for the token probability pi = exp(logp).
   double derivative(double pi) const noexcept { return gamma / ((pi + gamma) * (pi + gamma)); }
 };
 

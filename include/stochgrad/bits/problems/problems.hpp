@@ -24,3 +24,6 @@
 #include "logistic_regression.hpp"
 #include "mlp.hpp"
 #include "addition_policy.hpp"
+
+/// @namespace stochgrad::problems
+/// Built-in test problems (objectives with exact gradients) and the dataset loaders they use.

@@ -52,6 +52,7 @@ struct noise_key {
   std::uint64_t seed = 0;    ///< 64-bit seed; becomes the Philox key.
   std::uint32_t stream = 0;  ///< Counter word 2.
   std::uint32_t draw = 0;    ///< Counter word 3.
+  /// Equal when seed, stream and draw are equal (the same noise vector).
   friend constexpr bool operator==(const noise_key&, const noise_key&) = default;
 };
 

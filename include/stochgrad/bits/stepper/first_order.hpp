@@ -17,20 +17,26 @@ namespace stochgrad {
 /// Estimator policy: the user's own gradient (exact or from their autodiff). There are no
 /// outcomes to shape, so the baseline and normalizer must be `no_baseline` and `no_normalizer`.
 struct first_order {
+  /// Identifies the estimator in saved state and in the stepper's kind().
   static constexpr const char* name = "first_order";
+  /// Estimator family: the caller's gradient.
   static constexpr estimator_family family = estimator_family::first_order;
 
   /// No estimator state.
   template <class T>
   struct state {
+    /// Writes / reads nothing (serialize.hpp archive protocol).
     template <class Ar>
     void serialize(Ar&) {}
   };
+  /// Fresh (empty) state for any parameter set.
   template <class T>
   state<T> init(const parameters<T>&) const {
     return {};
   }
 
+  /// Compile-time composition check (stepper_template.hpp): static_asserts that B is `no_baseline`
+  /// and N is `no_normalizer`.
   template <class B, class N, class O>
   static consteval bool check_composition() {
     static_assert(std::is_same_v<B, no_baseline>,

@@ -49,26 +49,35 @@ inline std::uint64_t fnv1a64(const char* p, std::size_t n) noexcept {
 /// Writes fields into a buffer; `finish(os)` appends the checksum and writes it out.
 class state_writer {
  public:
+  /// False: `serialize(ar)` is saving (components may test `Ar::loading` to, e.g., resize on load).
   static constexpr bool loading = false;
 
+  /// An archive holding only the magic "SGSTATE1" and the endian marker.
   state_writer() {
     buf_.append(detail::state_magic, sizeof detail::state_magic);
     put(detail::state_endian);
   }
 
+  /// Appends a record of kind 'u' named `name` holding `v` (the reference is not modified).
   void field(const char* name, std::uint64_t& v) { head('u', name), put(v); }
+  /// Appends a record of kind 'd' holding the f64 bits of `v` (NaN and infinities round-trip).
   void field(const char* name, double& v) { head('d', name), put(v); }
+  /// Appends `v` as a 'u' record holding 0 or 1.
   void field(const char* name, bool& v) {
     std::uint64_t u = v ? 1 : 0;
     field(name, u);
   }
+  /// Appends a record of kind 's': the byte length, then the bytes of `s`.
   void field(const char* name, std::string& s) {
     head('s', name);
     put(static_cast<std::uint64_t>(s.size()));
     buf_.append(s);
   }
+  /// Appends a record of kind 'f': the element count, then the f32 array.
   void field(const char* name, std::vector<float>& v) { array('f', name, v); }
+  /// Appends a record of kind 'D': the element count, then the f64 array.
   void field(const char* name, std::vector<double>& v) { array('D', name, v); }
+  /// Appends a record of kind 'U': the element count, then the u64 array.
   void field(const char* name, std::vector<std::uint64_t>& v) { array('U', name, v); }
   /// A vector of vectors: a count, then each element as its own field.
   template <class T>
@@ -112,6 +121,7 @@ class state_writer {
 /// Reads fields back in the order they were written, into the objects passed to `field`.
 class state_reader {
  public:
+  /// True: `serialize(ar)` is loading (fields are overwritten with the saved values).
   static constexpr bool loading = true;
 
   /// Reads the whole stream and verifies magic, endianness and checksum.
@@ -135,14 +145,19 @@ class state_reader {
     if (h != detail::fnv1a64(buf_.data(), end_)) throw state_error("load: checksum mismatch (truncated or corrupt)");
   }
 
+  /// Reads the next record into `v`. @throws state_error unless it is a 'u' record named `name`.
   void field(const char* name, std::uint64_t& v) { head('u', name), get(v); }
+  /// Reads the next record into `v`. @throws state_error unless it is a 'd' record named `name`.
   void field(const char* name, double& v) { head('d', name), get(v); }
+  /// Reads the next 'u' record into `v`. @throws state_error if it is not named `name` or not 0 / 1.
   void field(const char* name, bool& v) {
     std::uint64_t u = 0;
     field(name, u);
     if (u > 1) throw state_error(std::string("load: field '") + name + "' is not a boolean");
     v = u != 0;
   }
+  /// Reads the next record into `s`. @throws state_error unless it is an 's' record named `name`
+  /// whose bytes are all present.
   void field(const char* name, std::string& s) {
     head('s', name);
     std::uint64_t n = 0;
@@ -151,9 +166,17 @@ class state_reader {
     s.assign(buf_.data() + pos_, static_cast<std::size_t>(n));
     pos_ += static_cast<std::size_t>(n);
   }
+  /// Reads the next record into `v`, resized to the saved count.
+  /// @throws state_error unless it is an 'f' record named `name` with all its elements present.
   void field(const char* name, std::vector<float>& v) { array('f', name, v); }
+  /// Reads the next record into `v`, resized to the saved count.
+  /// @throws state_error unless it is a 'D' record named `name` with all its elements present.
   void field(const char* name, std::vector<double>& v) { array('D', name, v); }
+  /// Reads the next record into `v`, resized to the saved count.
+  /// @throws state_error unless it is a 'U' record named `name` with all its elements present.
   void field(const char* name, std::vector<std::uint64_t>& v) { array('U', name, v); }
+  /// A vector of vectors: reads the count, resizes `v`, then reads each element as its own field.
+  /// @throws state_error for a count the remaining bytes cannot hold, or a bad element record.
   template <class T>
   void field(const char* name, std::vector<std::vector<T>>& v) {
     std::uint64_t n = 0;

@@ -115,12 +115,19 @@ class stepper {
   static_assert(detail::check_composition<Estimator, Baseline, Normalizer, Optimizer, T>());
 
  public:
+  /// The parameter element type (float or double).
   using value_type = T;
+  /// The estimator policy (first_order, a zo:: difference estimator, score_function, ...).
   using estimator_type = Estimator;
+  /// The baseline policy.
   using baseline_type = Baseline;
+  /// The normalizer policy.
   using normalizer_type = Normalizer;
+  /// The optimizer policy.
   using optimizer_type = Optimizer;
+  /// The estimator's state for parameters of type T (`Estimator::state<T>`).
   using estimator_state = typename Estimator::template state<T>;
+  /// The optimizer's state for parameters of type T (`Optimizer::state<T>`).
   using optimizer_state = typename Optimizer::template state<T>;
 
   /// Builds a stepper over `params` (whose memory the caller owns and keeps alive).
@@ -200,19 +207,29 @@ class stepper {
   std::uint64_t steps() const noexcept { return steps_; }
   /// The parameters.
   const parameters<T>& params() const noexcept { return params_; }
-  /// The policies.
+  /// The estimator policy (mutable).
   Estimator& estimator() noexcept { return est_; }
+  /// The estimator policy.
   const Estimator& estimator() const noexcept { return est_; }
+  /// The baseline policy (mutable).
   Baseline& baseline() noexcept { return base_; }
+  /// The baseline policy.
   const Baseline& baseline() const noexcept { return base_; }
+  /// The normalizer policy (mutable).
   Normalizer& normalizer() noexcept { return norm_; }
+  /// The normalizer policy.
   const Normalizer& normalizer() const noexcept { return norm_; }
+  /// The optimizer policy (mutable).
   Optimizer& optimizer() noexcept { return opt_; }
+  /// The optimizer policy.
   const Optimizer& optimizer() const noexcept { return opt_; }
-  /// The sized state.
+  /// The estimator's state, sized for the parameters at construction (mutable).
   estimator_state& est_state() noexcept { return est_state_; }
+  /// The estimator's state, sized for the parameters at construction.
   const estimator_state& est_state() const noexcept { return est_state_; }
+  /// The optimizer's state (moments, step coefficients), sized for the parameters (mutable).
   optimizer_state& opt_state() noexcept { return opt_state_; }
+  /// The optimizer's state (moments, step coefficients), sized for the parameters.
   const optimizer_state& opt_state() const noexcept { return opt_state_; }
   /// Where kernels run.
   const executor& exec() const noexcept { return ex_; }

@@ -33,8 +33,11 @@ namespace stochgrad::libtorch {
 struct group_settings : torch::optim::OptimizerCloneableOptions<group_settings> {
   double lr = 0.0;            ///< the group's learning rate
   double weight_decay = 0.0;  ///< the group's weight decay (0 for a `decay = false` group)
+  /// Settings with learning rate `lr_` and weight decay `wd_`.
   group_settings(double lr_, double wd_) : lr(lr_), weight_decay(wd_) {}
+  /// The group's learning rate (torch's OptimizerOptions interface, read by LR schedulers).
   double get_lr() const override { return lr; }
+  /// Sets the group's learning rate to `v`; applied at the next step.
   void set_lr(const double v) override { lr = v; }
 };
 
@@ -61,8 +64,11 @@ struct group_settings : torch::optim::OptimizerCloneableOptions<group_settings> 
 template <class Policy, real_scalar T = float>
 class optimizer : public torch::optim::Optimizer {
  public:
+  /// The stochgrad optimizer policy (e.g. `optim::adamw<>`).
   using policy_type = Policy;
+  /// The policy's hyper-parameters (e.g. `optim::adamw_options`).
   using options_type = typename Policy::options_type;
+  /// The first-order stepper that runs the updates.
   using stepper_type = stochgrad::stepper<first_order, no_baseline, no_normalizer, Policy, T>;
 
   /// One group over `params`, every tensor decaying (torch.optim's constructor).

@@ -37,6 +37,7 @@ namespace stochgrad::zo {
 /// Options of `coordinate_wise`.
 struct coordinate_options {
   double mu = 0.005;  ///< perturbation size (ZO-AE-DS default 0.005), > 0
+  /// What a non-finite or invalid evaluation does: skip the step (default) or throw.
   nonfinite_policy on_nonfinite = nonfinite_policy::skip;
 };
 
@@ -56,6 +57,7 @@ class coordinate_wise {
     std::vector<std::span<const T>> spans;    ///< views of `grad` (rebuilt each step)
     std::vector<double> coefs;                ///< the estimate in double (report / replay log)
     std::vector<double> outcomes;             ///< f(x + mu e_i), f(x - mu e_i) for every i
+    /// Saves/loads the call counter only (field "cge_calls"; the buffers are workspace).
     template <class Ar>
     void serialize(Ar& ar) {
       ar.field("cge_calls", calls);
@@ -72,6 +74,7 @@ class coordinate_wise {
   /// The options.
   const coordinate_options& options() const noexcept { return o_; }
 
+  /// Fresh state for `p`: zeroed estimate buffers shaped like `p`, 2 p.size() outcome slots, calls 0.
   template <class T>
   state<T> init(const parameters<T>& p) const {
     state<T> st;
@@ -83,6 +86,8 @@ class coordinate_wise {
     return st;
   }
 
+  /// Compile-time composition check (stepper_template.hpp): static_asserts that B is `no_baseline`
+  /// and N is `no_normalizer`.
   template <class B, class N, class O>
   static consteval bool check_composition() {
     static_assert(std::is_same_v<B, no_baseline>,

@@ -78,13 +78,17 @@ struct tag_traits {
 template <class D, noise_generator G = default_generator>
 struct noise_direction {
   using noise = typename detail::tag_traits<D>::noise;  ///< distribution of the raw entries
+  /// True for `segmented_uniform`: the gradient direction is 1/v element-wise (SPSA inverse form).
   static constexpr bool inverse = detail::tag_traits<D>::inverse;
+  /// True for `unit_sphere`: v is divided by its norm over all tensors and the estimate scaled by d.
   static constexpr bool normalized = detail::tag_traits<D>::normalized;
 
+  /// `simd::chunk_batches<T>` registers of the raw entries of v at [e0, e0 + simd::chunk) (`noise_chunk`).
   template <real_scalar T>
   STOCHGRAD_ALWAYS_INLINE void chunk(const noise_key& k, std::uint64_t e0, xsimd::batch<T>* out) const noexcept {
     noise_chunk<noise, G>(k, e0, out);
   }
+  /// Raw entry e of v (`noise_value`), bitwise equal to the chunk path.
   template <real_scalar T>
   STOCHGRAD_ALWAYS_INLINE T value(const noise_key& k, std::uint64_t e) const noexcept {
     return noise_value<noise, G, T>(k, e);

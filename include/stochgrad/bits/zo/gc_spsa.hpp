@@ -78,6 +78,7 @@ struct gc_spsa_state {
   std::vector<std::vector<T>> momentum;    ///< m, per tensor
   std::vector<optim::detail::group_rates> rates;  ///< per-group rates of the current update (workspace; not saved)
 
+  /// Saves/loads updates, n_past, last_b and the momentum (format: stepper/serialize.hpp).
   template <class Ar>
   void serialize(Ar& ar) {
     ar.field("gc_spsa.updates", updates);
@@ -96,10 +97,12 @@ class gc_spsa_sgd {
  public:
   /// Identifier in saved state, e.g. "gc_spsa<constant>".
   static constexpr stochgrad::detail::fixed_name name_text{"gc_spsa<", stochgrad::detail::policy_name<Schedule>(), ">"};
+  /// "gc_spsa<schedule>": identifies the optimizer in saved state and kind().
   static constexpr const char* name = name_text.text;
   /// A zeroth-order optimizer: its momentum scale depends on the estimator's direction count.
   static constexpr estimator_family only_for_family = estimator_family::zeroth_order;
   using options_type = gc_spsa_options;  ///< what `stepper(params, {.lr = ...})` builds it from
+  /// Sized state for parameters of type T.
   template <class T>
   using state = gc_spsa_state<T>;
 
@@ -113,8 +116,10 @@ class gc_spsa_sgd {
     optim::detail::validate_schedule(sched_);
   }
 
+  /// The hyper-parameters.
   const gc_spsa_options& options() const noexcept { return o_; }
 
+  /// Fresh state: zero momentum buffers shaped like `p`, zero counters, per-group rate workspace.
   template <real_scalar T>
   state<T> init(const parameters<T>& p) const {
     state<T> s;

@@ -229,6 +229,8 @@ class direction_source {
     next_key_ = {seed, draw, scale};
   }
 
+  /// Registers of tensor t at [i, i + chunk): `out = sum_j c_j d_j` (masked entries 0); first applies
+  /// the restore `theta += s_r v_r` to `theta` when one is set.
   STOCHGRAD_ALWAYS_INLINE void load_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta,
                                           xsimd::batch<T>* out) const noexcept {
     using B = xsimd::batch<T>;
@@ -258,6 +260,8 @@ class direction_source {
     }
   }
 
+  /// Element i of tensor t, bitwise equal to `load_chunk`: returns `sum_j c_j d_j` and applies the
+  /// restore to `th` when one is set (not for a masked-out entry).
   STOCHGRAD_ALWAYS_INLINE T at(std::size_t t, std::size_t i, T& th) const noexcept {
     const bool on = !Masked || mask_.bit(t, i);
     const std::uint32_t stream = p_->stream(t);
@@ -277,6 +281,8 @@ class direction_source {
     return g;
   }
 
+  /// After the update: resets masked-out entries of `theta` to their stored values, then adds the
+  /// next perturbation `theta += s_n v_n` when one is set.
   STOCHGRAD_ALWAYS_INLINE void finish_chunk(std::size_t t, std::size_t i, xsimd::batch<T>* theta) const noexcept {
     using B = xsimd::batch<T>;
     constexpr std::size_t NB = simd::chunk_batches<T>, W = B::size;
@@ -294,6 +300,8 @@ class direction_source {
     }
   }
 
+  /// Element form of `finish_chunk`: a masked-out entry gets its stored value back; otherwise the
+  /// next perturbation is added when one is set.
   STOCHGRAD_ALWAYS_INLINE void finish_at(std::size_t t, std::size_t i, T& th) const noexcept {
     if constexpr (Masked) {
       if (!mask_.bit(t, i)) {

@@ -34,7 +34,9 @@ namespace stochgrad::zo {
 /// Mask policy: every entry is perturbed and updated (MeZO, SPSA).
 struct no_mask {
   static constexpr const char* name = "no_mask";  ///< part of the stepper's kind()
+  /// False: no mask state, every entry is perturbed and updated.
   static constexpr bool enabled = false;
+  /// Nothing to check (never throws).
   void validate() const noexcept {}
 };
 
@@ -42,6 +44,7 @@ struct no_mask {
 /// smallest magnitude is perturbed and updated.
 struct magnitude_mask {
   static constexpr const char* name = "magnitude_mask";  ///< part of the stepper's kind()
+  /// True: the estimator keeps a 1-bit-per-entry mask and perturbs / updates masked entries only.
   static constexpr bool enabled = true;
   double sparsity = 0.75;  ///< fraction of entries NOT updated, in [0, 1) (paper: 0.5 - 0.8)
   bool dynamic = true;     ///< recompute every step (paper's preference); false: fixed at the first step

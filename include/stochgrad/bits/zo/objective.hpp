@@ -57,7 +57,9 @@ struct difference_options {
   double eps = 1e-3;            ///< perturbation size (MeZO eps, SPSA c, RGE mu); > 0
   std::size_t q = 1;            ///< query directions per step (n-SPSA, RGE q, ES pairs); >= 1
   std::uint64_t seed = 0;       ///< master seed; step seeds are `step_seed(seed, call)`
+  /// How the step is split into passes over the parameters (default `fused`: 3 passes).
   pass_mode mode = pass_mode::fused;
+  /// What a non-finite or invalid evaluation does: skip the step (default) or throw.
   nonfinite_policy on_nonfinite = nonfinite_policy::skip;
   bool center = true;           ///< one_sided only: difference against f(theta) (false: one-point estimate)
 
@@ -89,6 +91,8 @@ struct step_report {
   std::span<const double> losses;        ///< every evaluation of the step, in order
 };
 
+/// What an objective may return: a number convertible to double (the loss), or a type with
+/// `loss` (convertible to double) and `valid` (convertible to bool) such as `evaluation`.
 template <class R>
 concept evaluation_result = std::convertible_to<R, double> || requires(const R& r) {
   { r.loss } -> std::convertible_to<double>;

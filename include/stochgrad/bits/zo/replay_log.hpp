@@ -29,6 +29,7 @@ struct replay_entry {
   std::uint64_t queries = 0;         ///< directions evaluated (CGE: coordinates)
   bool skipped = false;              ///< the step was skipped (non-finite or invalid evaluation)
   std::vector<double> coefficients;  ///< the scalar of each direction (empty when skipped)
+  /// Memberwise equality (coefficients compared exactly, element by element).
   friend bool operator==(const replay_entry&, const replay_entry&) = default;
 };
 
@@ -75,6 +76,7 @@ class replay_log {
     entries_ = std::move(tmp.entries_);
   }
 
+  /// Equal when both logs hold equal entries in the same order.
   friend bool operator==(const replay_log&, const replay_log&) = default;
 
  private:

@@ -30,6 +30,7 @@ struct spall_perturbation {
   void validate() const {
     stochgrad::detail::require(gamma >= 0.0 && std::isfinite(gamma), "spall_perturbation", "gamma", gamma, ">= 0 and finite");
   }
+  /// eps factor `1 / (k + 1)^gamma` at step k.
   double operator()(std::uint64_t k) const noexcept { return 1.0 / std::pow(static_cast<double>(k) + 1.0, gamma); }
 };
 

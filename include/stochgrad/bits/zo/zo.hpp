@@ -50,3 +50,8 @@
 #include "perturbation_guard.hpp"
 #include "replay_log.hpp"
 #include "schedules.hpp"
+
+/// @namespace stochgrad::zo
+/// Zeroth-order gradient estimation: estimators from objective values at perturbed parameters
+/// (finite differences along counter-based random directions), their directions, masks,
+/// perturbation schedules, replay logs and GC-SPSA's optimizer.
