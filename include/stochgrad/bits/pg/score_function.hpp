@@ -381,7 +381,12 @@ class score_function {
   template <class S, class Batch, class F>
     requires detail::is_pg_batch<std::remove_cvref_t<Batch>>
   pg_step_report<typename S::value_type> step(S& s, const Batch& b, const group_layout& g, F&& vjp) {
-    return run(s, b, g, vjp, false);
+    check_call_types<S, Batch, F>();
+    const call_plan pl = plan(s, b, g, pass::step, detail::pg_vjp_single<F, typename S::value_type>);
+    phase_values<typename S::value_type> v = shape_phase(s, b, g, pl);
+    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, pl, v, vjp);
+    commit_phase(s, pl, v, rep);
+    return rep;
   }
 
   /// Anything else passed to a policy-gradient step is a composition error.
@@ -402,14 +407,43 @@ class score_function {
   template <class S, class Batch, class F>
     requires detail::is_pg_batch<std::remove_cvref_t<Batch>>
   pg_step_report<typename S::value_type> estimate(S& s, const Batch& b, const group_layout& g, F&& vjp) {
-    return run(s, b, g, vjp, true);
+    check_call_types<S, Batch, F>();
+    const call_plan pl = plan(s, b, g, pass::estimate, detail::pg_vjp_single<F, typename S::value_type>);
+    phase_values<typename S::value_type> v = shape_phase(s, b, g, pl);
+    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, pl, v, vjp);
+    rep.generation = s.est_state().generations;
+    rep.iteration = 0;
+    return rep;
   }
 
  private:
+  // A call runs in phases: plan (validation only: nothing is modified before it passes), shape
+  // (advantages of a fresh generation batch, or the stored ones of a PPO iteration), evaluate
+  // (coefficients from the loss, gradient from the caller's callback, the report) and, for a step,
+  // commit (the optimizer's update, then the PPO bookkeeping). `estimate` stops after evaluate.
+  enum class pass { step, estimate };
+
+  // Sizes and mode of one call, decided by `plan`.
+  struct call_plan {
+    std::size_t samples = 0;  // N
+    std::size_t length = 0;   // L
+    std::size_t tokens = 0;   // N x L
+    bool fresh = true;        // a new generation batch (or an estimate): advantages are computed
+    bool estimate_only = false;
+    bool store_old = false;   // the batch's old log-probabilities are kept for later PPO iterations
+  };
+
+  // What the shape phase hands on.
+  template <class T>
+  struct phase_values {
+    std::span<const T> adv;
+    advantage_stats stats;
+    double reward_mean = 0.0;
+  };
+
   template <class S, class Batch, class F>
-  pg_step_report<typename S::value_type> run(S& s, const Batch& b, const group_layout& g, F& vjp, bool estimate_only) {
+  static consteval void check_call_types() {
     using T = typename S::value_type;
-    using M = typename Batch::mask_type;
     static_assert(std::is_same_v<typename Batch::value_type, T>,
                   "stochgrad::score_function: the batch's log-probability type must be the stepper's parameter type "
                   "(pg_batch<float> for a float stepper, pg_batch<double> for a double one)");
@@ -418,46 +452,58 @@ class score_function {
                   "vjp(std::span<const T> coef, std::span<T> grad) (single-tensor parameters) or "
                   "vjp(std::span<const T> coef, std::span<const std::span<T>> grads) (one span per tensor), with T "
                   "the parameter type; it adds sum_t coef[t] * grad(logp[t]) to the buffers it is given");
-    const char* what = "score_function";
-    auto& st = s.est_state();
-    const parameters<T>& p = s.params();
-    const std::size_t N = g.samples(), L = b.length;
+  }
 
-    // ---- validation (nothing is modified before it passes) ----
-    detail::require(N >= 1, what, "layout samples (empty batch)", 0.0, ">= 1");
-    detail::require(L >= 1, what, "length", static_cast<double>(L), ">= 1");
-    const std::size_t NL = detail::checked_product(what, "samples", N, "length", L);
-    detail::require_same_size(what, "logp", b.logp.size(), "samples x length", NL);
-    if (!b.old_logp.empty()) detail::require_same_size(what, "old_logp", b.old_logp.size(), "samples x length", NL);
-    if (!b.ref_logp.empty()) detail::require_same_size(what, "ref_logp", b.ref_logp.size(), "samples x length", NL);
+  // Phase 1: every check of the call. Throws before anything is modified.
+  template <class S, class Batch>
+  call_plan plan(S& s, const Batch& b, const group_layout& g, pass k, bool single_span_callback) const {
+    const char* what = "score_function";
+    const auto& st = s.est_state();
+    const auto& p = s.params();
+    call_plan pl;
+    pl.samples = g.samples();
+    pl.length = b.length;
+    pl.estimate_only = k == pass::estimate;
+    detail::require(pl.samples >= 1, what, "layout samples (empty batch)", 0.0, ">= 1");
+    detail::require(pl.length >= 1, what, "length", static_cast<double>(pl.length), ">= 1");
+    pl.tokens = detail::checked_product(what, "samples", pl.samples, "length", pl.length);
+    detail::require_same_size(what, "logp", b.logp.size(), "samples x length", pl.tokens);
+    if (!b.old_logp.empty()) detail::require_same_size(what, "old_logp", b.old_logp.size(), "samples x length", pl.tokens);
+    if (!b.ref_logp.empty()) detail::require_same_size(what, "ref_logp", b.ref_logp.size(), "samples x length", pl.tokens);
     if (!b.mask.empty()) {
-      detail::require_same_size(what, "mask", b.mask.size(), "samples x length", NL);
-      detail::check_mask_finite(what, b.mask, L);
+      detail::require_same_size(what, "mask", b.mask.size(), "samples x length", pl.tokens);
+      detail::check_mask_finite(what, b.mask, pl.length);
     }
-    if constexpr (detail::pg_vjp_single<F, T>) {
-      if (p.tensors() != 1) {
-        throw invalid_argument(std::string(what) + ": the callback takes one gradient span but the parameters have " +
-                               std::to_string(p.tensors()) +
-                               " tensors; take std::span<const std::span<T>> (one span per tensor) instead");
-      }
+    if (single_span_callback && p.tensors() != 1) {
+      throw invalid_argument(std::string(what) + ": the callback takes one gradient span but the parameters have " +
+                             std::to_string(p.tensors()) +
+                             " tensors; take std::span<const std::span<T>> (one span per tensor) instead");
     }
     if (st.gradient.size() != p.tensors()) {
       throw state_error(std::string(what) + ": the estimator state does not fit the parameters");
     }
-    const bool fresh = estimate_only || st.iteration == 0;
-    if (!estimate_only) {
+    pl.fresh = pl.estimate_only || st.iteration == 0;
+    if (!pl.estimate_only) {
       if (st.iteration >= o_.iterations) {
         throw state_error(std::string(what) + ": the state is at PPO iteration " + std::to_string(st.iteration) +
                           " of a generation batch but iterations = " + std::to_string(o_.iterations) +
                           " (state saved with other options?)");
       }
-      if (!fresh && (N != st.samples || L != st.length)) {
+      if (!pl.fresh && (pl.samples != st.samples || pl.length != st.length)) {
         throw size_mismatch(std::string(what) + ": PPO iteration " + std::to_string(st.iteration) +
                             " of a generation batch of " + std::to_string(st.samples) + " completions x " +
-                            std::to_string(st.length) + " tokens was given " + std::to_string(N) + " x " +
-                            std::to_string(L) + " (iterations = " + std::to_string(o_.iterations) + ")");
+                            std::to_string(st.length) + " tokens was given " + std::to_string(pl.samples) + " x " +
+                            std::to_string(pl.length) + " (iterations = " + std::to_string(o_.iterations) + ")");
       }
     }
+    check_bnpo_pair(s, what);
+    pl.store_old = !pl.estimate_only && pl.fresh && o_.iterations > 1;
+    return pl;
+  }
+
+  // BNPO's baseline and normalizer must agree on their options.
+  template <class S>
+  static void check_bnpo_pair(const S& s, const char* what) {
     if constexpr (std::is_same_v<typename S::baseline_type, bnpo_mean> &&
                   std::is_same_v<typename S::normalizer_type, beta_normalizer>) {
       const bnpo_options& x = s.baseline().options;
@@ -470,47 +516,55 @@ class score_function {
                                detail::num_to_string(y.max_value) +
                                "], or reference_compatible); construct both from the same bnpo_options");
       }
-    }
-
-    // ---- scratch ----
-    stochgrad::detail::grow(st.coef, NL);
-    stochgrad::detail::grow(st.adv, N);
-
-    // ---- advantages ----
-    std::span<const T> adv;
-    advantage_stats stats;
-    double reward_mean = 0.0;
-    if (fresh) {
-      std::vector<T>& out = estimate_only ? st.estimate_adv : st.advantages;
-      out.resize(N);  // within capacity after the first batch of this size
-      stats = shape(s, b.rewards, b.reward_weights, g, std::span<T>(out.data(), N), reward_mean);
-      adv = std::span<const T>(out.data(), N);
     } else {
-      stats = st.stats;
-      reward_mean = st.reward_mean;
-      adv = std::span<const T>(st.advantages.data(), N);
+      (void)s;
+      (void)what;
     }
+  }
 
-    // ---- old log-probabilities ----
+  // Phase 2: the advantages of the call (computed for a fresh batch, else those stored at its start).
+  template <class S, class Batch>
+  phase_values<typename S::value_type> shape_phase(S& s, const Batch& b, const group_layout& g, const call_plan& pl) {
+    using T = typename S::value_type;
+    auto& st = s.est_state();
+    const std::size_t N = pl.samples;
+    stochgrad::detail::grow(st.coef, pl.tokens);
+    stochgrad::detail::grow(st.adv, N);
+    phase_values<T> v;
+    if (pl.fresh) {
+      std::vector<T>& out = pl.estimate_only ? st.estimate_adv : st.advantages;
+      out.resize(N);  // within capacity after the first batch of this size
+      v.stats = shape(s, b.rewards, b.reward_weights, g, std::span<T>(out.data(), N), v.reward_mean);
+      v.adv = std::span<const T>(out.data(), N);
+    } else {
+      v.stats = st.stats;
+      v.reward_mean = st.reward_mean;
+      v.adv = std::span<const T>(st.advantages.data(), N);
+    }
+    return v;
+  }
+
+  // Phase 3: old log-probabilities, coefficients dLoss/dlogp, the gradient by the callback.
+  template <class S, class Batch, class F>
+  pg_step_report<typename S::value_type> evaluate_phase(S& s, const Batch& b, const call_plan& pl,
+                                                        const phase_values<typename S::value_type>& v, F& vjp) {
+    using T = typename S::value_type;
+    using M = typename Batch::mask_type;
+    auto& st = s.est_state();
+    const std::size_t NL = pl.tokens;
     std::span<const T> old = b.old_logp;
-    bool store_old = false;
-    if (!estimate_only && fresh && o_.iterations > 1) {
-      store_old = true;
+    if (pl.store_old) {
       st.old_logp.resize(NL);
       const std::span<const T> src = b.old_logp.empty() ? b.logp : b.old_logp;
       std::copy(src.begin(), src.end(), st.old_logp.begin());
     }
-    if (old.empty() && !estimate_only && (store_old || (!fresh && st.stored_old))) {
+    if (old.empty() && !pl.estimate_only && (pl.store_old || (!pl.fresh && st.stored_old))) {
       old = std::span<const T>(st.old_logp.data(), NL);
     }
-
-    // ---- coefficients ----
-    const token_batch<T, M> tb{N, L, b.logp, old, b.ref_logp, b.mask, adv};
+    const token_batch<T, M> tb{pl.samples, pl.length, b.logp, old, b.ref_logp, b.mask, v.adv};
     const std::span<T> coef(st.coef.data(), NL);
     const surrogate_result sr = loss_.evaluate(tb, coef);
-
-    // ---- gradient ----
-    for (std::size_t t = 0; t < p.tensors(); ++t) {
+    for (std::size_t t = 0; t < st.gradient.size(); ++t) {
       std::fill(st.gradient[t].begin(), st.gradient[t].end(), T(0));
       st.gradient_spans[t] = std::span<T>(st.gradient[t]);
       st.gradient_cspans[t] = std::span<const T>(st.gradient[t]);
@@ -518,42 +572,41 @@ class score_function {
     const std::span<const T> ccoef(coef.data(), NL);
     if constexpr (detail::pg_vjp_single<F, T>) {
       vjp(ccoef, st.gradient_spans[0]);
-    } else if constexpr (detail::pg_vjp_tensors<F, T>) {
+    } else {
       vjp(ccoef, std::span<const std::span<T>>(st.gradient_spans.data(), st.gradient_spans.size()));
     }
-
     pg_step_report<T> rep;
     rep.step = s.steps();
     rep.loss = sr.loss;
     rep.diagnostics = sr.diagnostics;
-    rep.stats = stats;
-    rep.reward_mean = reward_mean;
-    rep.advantages = adv;
+    rep.stats = v.stats;
+    rep.reward_mean = v.reward_mean;
+    rep.advantages = v.adv;
     rep.coefficients = ccoef;
     rep.gradient = std::span<const std::span<const T>>(st.gradient_cspans.data(), st.gradient_cspans.size());
-    if (estimate_only) {
-      rep.generation = st.generations;
-      rep.iteration = 0;
-      return rep;
-    }
+    return rep;
+  }
 
-    // ---- update ----
+  // Phase 4 (step only): the optimizer's update, then the bookkeeping, only once it went through.
+  template <class S>
+  void commit_phase(S& s, const call_plan& pl, const phase_values<typename S::value_type>& v,
+                    pg_step_report<typename S::value_type>& rep) {
+    using T = typename S::value_type;
+    auto& st = s.est_state();
     const std::uint64_t it = st.iteration;
     rep.update = s.apply(dense_gradient<T>(rep.gradient));
     rep.applied = rep.update.applied;
-    // Commit the bookkeeping only once the update went through.
-    if (fresh) {
-      st.samples = N;
-      st.length = L;
-      st.stats = stats;
-      st.reward_mean = reward_mean;
-      st.stored_old = store_old;
+    if (pl.fresh) {
+      st.samples = pl.samples;
+      st.length = pl.length;
+      st.stats = v.stats;
+      st.reward_mean = v.reward_mean;
+      st.stored_old = pl.store_old;
       ++st.generations;
     }
     rep.generation = st.generations - 1;
     rep.iteration = static_cast<std::size_t>(it);
     st.iteration = it + 1 >= o_.iterations ? 0 : it + 1;
-    return rep;
   }
 
   // Rewards -> advantages with the stepper's policies, written to `out` (T).
