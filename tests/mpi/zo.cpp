@@ -36,11 +36,12 @@ shards make_shards(int R) {
   const auto split = sp::standardized_split(sp::load_breast_cancer<float>(std::string(STOCHGRAD_DATA_DIR) + "/breast_cancer.csv"), 0.2, 1);
   const sp::dataset<float>& d = split.train;
   const auto n = d.rows, Ru = static_cast<std::size_t>(R);
-  std::vector<std::size_t> sz(Ru, n / Ru);
-  sz[0] += n % Ru;
-  if (Ru > 1) {
-    sz[0] += 3;
-    sz[Ru - 1] -= 3;
+  std::vector<std::size_t> sz;
+  for (std::size_t r = 0; r < Ru; ++r) {
+    std::size_t k = n / Ru;
+    if (r == 0) k += n % Ru + (Ru > 1 ? 3 : 0);
+    if (r + 1 == Ru && Ru > 1) k -= 3;
+    sz.push_back(k);
   }
   shards s;
   std::size_t row = 0;

@@ -204,10 +204,10 @@ class zo_driver {
     }
     failure_text& first = texts[static_cast<std::size_t>(ranks.front())];
     first.text[sizeof first.text - 1] = '\0';
-    throw rank_failure(std::string("stochgrad::mpi: the objective threw on rank(s) ") + rank_list(ranks) +
-                           " at evaluation " + std::to_string(ev) + call + " (rank " + std::to_string(ranks.front()) +
-                           ": " + first.text + "); every rank restored its parameters",
-                       std::move(ranks));
+    std::string msg = std::string("stochgrad::mpi: the objective threw on rank(s) ") + rank_list(ranks) +
+                      " at evaluation " + std::to_string(ev) + call + " (rank " + std::to_string(ranks.front()) +
+                      ": " + first.text + "); every rank restored its parameters";
+    throw rank_failure(msg, std::move(ranks));
   }
 
   communicator* comm_;
