@@ -10,9 +10,9 @@
 ///   order, so all ranks stay bit-identical and equal a single-process run;
 /// - `mpi::sharded_direction`, `mpi::shard_of` (bits/mpi/sharded_direction.hpp): slices of each
 ///   tensor perturbed by exactly the unsharded tensor's z (generator indexed by global position);
-/// - `mpi::group_statistics` (bits/mpi/stats.hpp): count, sum and sum of squares per group over
-///   outcomes spread across ranks, combined in rank order, for cross-rank policy-gradient
-///   normalisation.
+/// - `mpi::advantages`, `mpi::dapo_options` (bits/mpi/pg.hpp): policy-gradient advantages of a
+///   batch whose samples and groups are spread over the ranks (bitwise the single-process batch's),
+///   and DAPO's global token count from the communicator.
 ///
 /// @code
 /// MPI_Init(&argc, &argv);
@@ -29,5 +29,6 @@
 #include "stochgrad.hpp"
 #include "bits/mpi/communicator.hpp"
 #include "bits/mpi/fingerprint.hpp"
+#include "bits/mpi/pg.hpp"
 #include "bits/mpi/sharded_direction.hpp"
 #include "bits/mpi/zo.hpp"

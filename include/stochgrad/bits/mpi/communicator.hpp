@@ -127,7 +127,12 @@ class communicator {
   communicator(const communicator&) = delete;
   communicator& operator=(const communicator&) = delete;
   communicator(communicator&& o) noexcept
-      : comm_(std::exchange(o.comm_, MPI_COMM_NULL)), rank_(o.rank_), size_(o.size_), traffic_(o.traffic_) {}
+      : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
+        rank_(o.rank_),
+        size_(o.size_),
+        traffic_(o.traffic_),
+        byte_counts_(std::move(o.byte_counts_)),
+        byte_displs_(std::move(o.byte_displs_)) {}
   communicator& operator=(communicator&& o) noexcept {
     if (this != &o) {
       release();
@@ -135,6 +140,8 @@ class communicator {
       rank_ = o.rank_;
       size_ = o.size_;
       traffic_ = o.traffic_;
+      byte_counts_ = std::move(o.byte_counts_);
+      byte_displs_ = std::move(o.byte_displs_);
     }
     return *this;
   }
@@ -181,6 +188,45 @@ class communicator {
     traffic_.bytes_sent += bytes;
   }
 
+  /// MPI_Allgatherv: rank r contributes `counts[r]` elements (`mine.size()` must equal
+  /// `counts[rank()]`), and `all` receives them concatenated in rank order. `counts` must be the
+  /// same on every rank (e.g. from an allgather of the local sizes). Collective. Counts one
+  /// collective and `mine.size_bytes()` bytes. Reuses internal count/displacement arrays
+  /// (allocates only when the communicator is first used this way).
+  /// @throws size_mismatch (before any communication) when `counts` does not have size() entries,
+  ///         `mine` does not hold counts[rank()] elements or `all` not their sum; invalid_argument
+  ///         when a byte count or displacement does not fit in an int; mpi_error.
+  template <class T>
+  void allgatherv(std::span<const T> mine, std::span<const std::uint64_t> counts, std::span<T> all) {
+    static_assert(std::is_trivially_copyable_v<T> &&
+                      (std::has_unique_object_representations_v<T> || std::is_floating_point_v<T>),
+                  "stochgrad::mpi::communicator::allgatherv: elements travel as bytes; use a trivially copyable "
+                  "type without padding");
+    const auto R = static_cast<std::size_t>(size_);
+    stochgrad::detail::require_same_size("communicator::allgatherv", "counts", counts.size(), "ranks", R);
+    stochgrad::detail::require_same_size("communicator::allgatherv", "the send buffer", mine.size(),
+                                         "this rank's count", static_cast<std::size_t>(counts[static_cast<std::size_t>(rank_)]));
+    byte_counts_.resize(R);
+    byte_displs_.resize(R);
+    std::uint64_t total = 0;
+    for (std::size_t r = 0; r < R; ++r) {
+      const std::uint64_t b = counts[r] * sizeof(T);
+      if (b > static_cast<std::uint64_t>(INT_MAX) || total * sizeof(T) > static_cast<std::uint64_t>(INT_MAX)) {
+        throw invalid_argument("communicator::allgatherv: the byte counts exceed INT_MAX");
+      }
+      byte_counts_[r] = static_cast<int>(b);
+      byte_displs_[r] = static_cast<int>(total * sizeof(T));
+      total += counts[r];
+    }
+    stochgrad::detail::require_same_size("communicator::allgatherv", "the receive buffer", all.size(),
+                                         "the sum of the counts", static_cast<std::size_t>(total));
+    detail::check(MPI_Allgatherv(mine.data(), byte_counts_[static_cast<std::size_t>(rank_)], MPI_BYTE, all.data(),
+                                 byte_counts_.data(), byte_displs_.data(), MPI_BYTE, comm_),
+                  "MPI_Allgatherv");
+    ++traffic_.collectives;
+    traffic_.bytes_sent += mine.size_bytes();
+  }
+
   /// MPI_Barrier. Collective. Counts one collective and no bytes. @throws mpi_error.
   void barrier() {
     detail::check(MPI_Barrier(comm_), "MPI_Barrier");
@@ -197,6 +243,7 @@ class communicator {
   int rank_ = 0;
   int size_ = 1;
   traffic traffic_{};
+  std::vector<int> byte_counts_, byte_displs_;  // allgatherv scratch
 };
 
 }  // namespace stochgrad::mpi
