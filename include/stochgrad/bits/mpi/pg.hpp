@@ -49,7 +49,8 @@ struct advantage_exchange {
   std::vector<std::uint64_t> counts;  ///< samples per rank of the last batch
   std::vector<double> rewards;        ///< the whole batch's rewards, in rank order
   std::vector<std::int64_t> ids;      ///< the whole batch's group ids, in rank order
-  std::vector<double> adv;            ///< the whole batch's advantages
+  std::vector<double> adv;            ///< the whole batch's advantages (double rewards)
+  std::vector<float> rewards_f, adv_f;  ///< the whole batch in float (float rewards)
   group_layout layout;                ///< the whole batch's groups
   /// Global index of this rank's first sample in the last batch.
   std::uint64_t offset = 0;
@@ -101,9 +102,27 @@ void gather_rewards(communicator& comm, std::span<const T> rewards, advantage_ex
   for (std::size_t i = 0; i < total; ++i) x.rewards[i] = std::bit_cast<double>(x.wire_all[i]);
 }
 
-template <class T>
-void scatter_back(const advantage_exchange& x, std::span<T> adv) {
-  for (std::size_t i = 0; i < adv.size(); ++i) adv[i] = static_cast<T>(x.adv[x.offset + i]);
+/// Runs the single-process policies on the whole batch in the caller's element type T (float
+/// rewards were widened exactly for the wire and are narrowed back exactly), and copies this
+/// rank's slice out.
+template <class B, class N, real_scalar T>
+advantage_stats compute_and_scatter(const B& b, const N& nrm, advantage_exchange& x, std::span<T> adv) {
+  const std::size_t total = x.rewards.size();
+  if constexpr (std::is_same_v<T, double>) {
+    x.adv.resize(total);
+    const advantage_stats st =
+        stochgrad::advantages(b, nrm, std::span<const double>(x.rewards), x.layout, std::span<double>(x.adv));
+    for (std::size_t i = 0; i < adv.size(); ++i) adv[i] = x.adv[x.offset + i];
+    return st;
+  } else {
+    x.rewards_f.resize(total);
+    x.adv_f.resize(total);
+    for (std::size_t i = 0; i < total; ++i) x.rewards_f[i] = static_cast<float>(x.rewards[i]);
+    const advantage_stats st =
+        stochgrad::advantages(b, nrm, std::span<const float>(x.rewards_f), x.layout, std::span<float>(x.adv_f));
+    for (std::size_t i = 0; i < adv.size(); ++i) adv[i] = x.adv_f[x.offset + i];
+    return st;
+  }
 }
 
 }  // namespace detail
@@ -111,7 +130,8 @@ void scatter_back(const advantage_exchange& x, std::span<T> adv) {
 /// Advantages of a batch spread over the ranks, groups given by id (file comment): this rank's
 /// `rewards[i]` (sample i of its n_r samples, group `ids[i]`) gets `adv[i]`, the advantage that
 /// `stochgrad::advantages(b, nrm, all_rewards, group_layout::by_id(all_ids), all_adv)` gives sample
-/// `offset + i` of the concatenated batch. Rewards travel as double (float rewards widen exactly).
+/// `offset + i` of the concatenated batch, computed in T as the single-process call would (float
+/// rewards travel widened to double, exactly).
 /// A rank may hold 0 samples. Collective. Returns the whole batch's statistics.
 /// @throws invalid_argument on every rank (nothing written) when a rank's three spans differ in
 ///         length or the whole batch is empty; the single-process policies' exceptions (identical
@@ -125,11 +145,7 @@ advantage_stats advantages(communicator& comm, const B& b, const N& nrm, std::sp
   x.ids.resize(total);
   comm.allgatherv(ids, x.counts, std::span<std::int64_t>(x.ids));
   x.layout.assign_ids(x.ids);
-  x.adv.resize(total);
-  const advantage_stats st =
-      stochgrad::advantages(b, nrm, std::span<const double>(x.rewards), x.layout, std::span<double>(x.adv));
-  detail::scatter_back(x, adv);
-  return st;
+  return detail::compute_and_scatter(b, nrm, x, adv);
 }
 
 /// As the id form, for the contiguous layout `[P x G]` of the whole batch: global sample n is in
@@ -148,11 +164,7 @@ advantage_stats advantages(communicator& comm, const B& b, const N& nrm, std::sp
   }
   detail::gather_rewards(comm, rewards, x, total);
   x.layout.assign_contiguous(total / group_size, group_size);
-  x.adv.resize(total);
-  const advantage_stats st =
-      stochgrad::advantages(b, nrm, std::span<const double>(x.rewards), x.layout, std::span<double>(x.adv));
-  detail::scatter_back(x, adv);
-  return st;
+  return detail::compute_and_scatter(b, nrm, x, adv);
 }
 
 /// Sum over the ranks, in rank order, of a count (exact). Collective: one allgather of 8 bytes.
