@@ -10,6 +10,8 @@
 ///   order, so all ranks stay bit-identical and equal a single-process run;
 /// - `mpi::sharded_direction`, `mpi::shard_of` (bits/mpi/sharded_direction.hpp): slices of each
 ///   tensor perturbed by exactly the unsharded tensor's z (generator indexed by global position);
+/// - `mpi::gradient_reducer` (bits/mpi/first_order.hpp): first-order data parallelism, a bucketed
+///   rank-order sum / average of gradients, the same bits on every rank (no ZeRO state sharding);
 /// - `mpi::advantages`, `mpi::dapo_options` (bits/mpi/pg.hpp): policy-gradient advantages of a
 ///   batch whose samples and groups are spread over the ranks (bitwise the single-process batch's),
 ///   and DAPO's global token count from the communicator.
@@ -29,6 +31,7 @@
 #include "stochgrad.hpp"
 #include "bits/mpi/communicator.hpp"
 #include "bits/mpi/fingerprint.hpp"
+#include "bits/mpi/first_order.hpp"
 #include "bits/mpi/pg.hpp"
 #include "bits/mpi/sharded_direction.hpp"
 #include "bits/mpi/zo.hpp"

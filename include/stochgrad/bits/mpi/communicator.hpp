@@ -227,6 +227,33 @@ class communicator {
     traffic_.bytes_sent += mine.size_bytes();
   }
 
+  /// MPI_Alltoall: `send` holds size() blocks of k elements, block d going to rank d; `recv`
+  /// receives size() blocks of k, block r from rank r. Collective (the same k on every rank).
+  /// Counts one collective and `send.size_bytes()` bytes.
+  /// @throws size_mismatch (before any communication) when `send` is not a whole number of blocks
+  ///         or `recv` differs from it in size; invalid_argument when a block's byte count does not
+  ///         fit in an int; mpi_error.
+  template <class T>
+  void alltoall(std::span<const T> send, std::span<T> recv) {
+    static_assert(std::is_trivially_copyable_v<T> &&
+                      (std::has_unique_object_representations_v<T> || std::is_floating_point_v<T>),
+                  "stochgrad::mpi::communicator::alltoall: elements travel as bytes; use a trivially copyable "
+                  "type without padding");
+    const auto R = static_cast<std::size_t>(size_);
+    stochgrad::detail::require_same_size("communicator::alltoall", "the receive buffer", recv.size(), "the send buffer",
+                                         send.size());
+    stochgrad::detail::require_same_size("communicator::alltoall", "the send buffer", send.size(),
+                                         "size() x its block", R * (send.size() / R));
+    const std::size_t bytes = send.size_bytes() / R;
+    if (bytes > static_cast<std::size_t>(INT_MAX)) {
+      throw invalid_argument("communicator::alltoall: " + std::to_string(bytes) + " bytes per block exceed INT_MAX");
+    }
+    const int n = static_cast<int>(bytes);
+    detail::check(MPI_Alltoall(send.data(), n, MPI_BYTE, recv.data(), n, MPI_BYTE, comm_), "MPI_Alltoall");
+    ++traffic_.collectives;
+    traffic_.bytes_sent += send.size_bytes();
+  }
+
   /// MPI_Barrier. Collective. Counts one collective and no bytes. @throws mpi_error.
   void barrier() {
     detail::check(MPI_Barrier(comm_), "MPI_Barrier");
