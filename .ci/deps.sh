@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what stochgrad's build, tests and harness need on Debian 12 (bookworm), if missing.
 # Sourced by .ci/test.sh and .ci/demo.sh. Runs apt-get as root, or through sudo.
-# doxygen builds the API reference (test docs_api). libtorch-dev (1.13, CPU) enables the optional component stochgrad::torch and its tests (label torch).
+# doxygen builds the API reference (test docs_api). libtorch-dev (1.13, CPU) enables the optional
+# component stochgrad::torch and its tests (label torch); libopenmpi-dev + openmpi-bin (Open MPI 4.1)
+# the optional component stochgrad::mpi (label mpi).
 sg_packages=(cmake ninja-build g++ pkg-config libeigen3-dev libxsimd-dev catch2 libbenchmark-dev
              libfmt-dev nlohmann-json3-dev dieharder libtorch-dev
-             zlib1g-dev dataset-fashion-mnist doxygen)
+             zlib1g-dev dataset-fashion-mnist doxygen libopenmpi-dev openmpi-bin)
 sg_missing=()
 for p in "${sg_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || sg_missing+=("$p")
