@@ -89,16 +89,19 @@ Output:
   --out DIR               output folder (default: shootout-out in the current directory);
                           it is created, and checked for writing before any work starts
   --data-dir DIR          folder with breast_cancer.csv and digits.csv (default: {})
+  --fashion-mnist-dir DIR folder with the Fashion-MNIST idx .gz files (default: {}); the
+                          fmnist problems are skipped, with the reason, when it or zlib is missing
   --no-progress           no progress bar (it is only drawn when stderr is a terminal)
   -h, --help              this text
 
 Exit status: 0 success; 1 a run failed, or data/output error; 2 bad command line.
 )",
-      STOCHGRAD_DATA_DIR);
+      STOCHGRAD_DATA_DIR, STOCHGRAD_FASHION_MNIST_DIR);
 }
 
 bool parse_options(int argc, char** argv, options& o) {
   o.data_dir = STOCHGRAD_DATA_DIR;
+  o.fashion_dir = STOCHGRAD_FASHION_MNIST_DIR;
   for (int i = 0; i < argc; ++i) o.argv.emplace_back(argv[i]);
   bool mode_given = false;
   auto set_mode = [&](mode m, const std::string& opt) {
@@ -207,6 +210,8 @@ bool parse_options(int argc, char** argv, options& o) {
       if (o.out.empty()) throw usage_error("--out expects a folder name");
     } else if (a == "--data-dir") {
       o.data_dir = value();
+    } else if (a == "--fashion-mnist-dir") {
+      o.fashion_dir = value();
     } else if (a == "--no-progress") {
       flag();
       o.progress = false;

@@ -11,6 +11,7 @@
 
 #include <stochgrad/bits/outcome/group_layout.hpp>
 #include <stochgrad/bits/parallel/thread_pool.hpp>
+#include <stochgrad/bits/problems/idx.hpp>
 #include <stochgrad/bits/rng/noise.hpp>
 
 #include <cmath>
@@ -233,6 +234,7 @@ struct problem_info {
   std::string name;         ///< e.g. "quadratic-1M"
   std::string family;       ///< e.g. "quadratic"
   std::string description;  ///< one line
+  std::string data_note;    ///< how the data was subsampled (e.g. "n_train = 6000 of 60000"); empty: all of it
   std::size_t dimension = 0;
   precision prec = precision::f64;
   bool has_gradient = true;
@@ -264,6 +266,10 @@ class registry {
     return steppers_.back();
   }
   void add_problem(problem_info p) { problems_.push_back(std::move(p)); }
+  /// Records a problem that is not available in this build or on this machine, with the reason
+  /// (printed before the runs and shown in the reports; never replaced by a stand-in).
+  void skip_problem(std::string name, std::string reason) { skipped_.emplace_back(std::move(name), std::move(reason)); }
+  const std::vector<std::pair<std::string, std::string>>& skipped() const noexcept { return skipped_; }
 
   const std::vector<problem_info>& problems() const noexcept { return problems_; }
   const std::vector<stepper_info>& steppers() const noexcept { return steppers_; }
@@ -283,6 +289,7 @@ class registry {
  private:
   std::vector<problem_info> problems_;
   std::vector<stepper_info> steppers_;
+  std::vector<std::pair<std::string, std::string>> skipped_;
 };
 
 /// Command-line configuration.
@@ -305,6 +312,7 @@ struct options {
   static constexpr std::size_t default_samples = static_cast<std::size_t>(-1);  ///< mode default
   std::string out = "shootout-out";
   std::string data_dir;
+  std::string fashion_dir;             ///< Fashion-MNIST idx .gz files
   bool progress = true;
   std::vector<std::string> argv;       ///< the command line, for the report
 };
@@ -394,6 +402,7 @@ struct report_input {
   std::size_t grad_samples = 0;
   std::vector<run_result> runs;
   double total_wall_s = 0.0;
+  std::vector<std::pair<std::string, std::string>> skipped;  ///< (problem, reason) not run in this build
 };
 
 /// The terminal table (also written to summary.txt).
@@ -404,6 +413,13 @@ std::vector<std::string> write_reports(const report_input& in, const std::string
 
 /// Prints the kernel throughput table (the `--kernels` section).
 void run_kernel_table(std::size_t n, unsigned threads);
+
+/// Reads a gzip-compressed idx file (zlib; bench/harness/idx_gz.cpp), parsed by
+/// stochgrad::problems::parse_idx with `dims` dimensions. Throws stochgrad::problems::data_error
+/// naming the file. Only available when the harness was built with zlib.
+stochgrad::problems::idx_array read_idx_gz(const std::string& path, std::size_t dims);
+/// Whether the harness was built with zlib (read_idx_gz works).
+bool have_zlib() noexcept;
 
 /// Human dimension: 1000 -> "1k", 1000000 -> "1M", 1234 -> "1234".
 std::string short_count(std::size_t n);

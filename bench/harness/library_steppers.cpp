@@ -327,8 +327,10 @@ void register_library_steppers(registry& r) {
                 {"rosenbrock", {{"lr", 2e-3}}},
                 // every lr in [1e-3, 0.3] converges to the same loss; 0.1 gets there in 30 steps.
                 {"logreg", {{"lr", 0.1}}},
+                {"fmnist-softmax", {{"lr", 0.1}}},  // as logreg (not swept on Fashion-MNIST)
                 // best test accuracy (0.977); 0.1 fits the training set faster but overfits (0.966).
-                {"mlp", {{"lr", 1e-2}}}},
+                {"mlp", {{"lr", 1e-2}}},
+                {"fmnist-mlp", {{"lr", 1e-2}}}},  // fmnist: as mlp (not swept)
   });
 
   // ---------------------------------------------------------------- zeroth order
@@ -346,8 +348,10 @@ void register_library_steppers(registry& r) {
                 {"rosenbrock-2", {{"lr_scaled", 2e-3}}},
                 // lowest loss of {0.5, 1, 2, 4}, stable on both seeds.
                 {"logreg", {{"lr_scaled", 4.0}}},
+                {"fmnist-softmax", {{"lr_scaled", 4.0}}},  // as logreg (not swept on Fashion-MNIST)
                 // 0.9 test accuracy on both seeds in 1000 steps (16: 0.88; 64: no better, nearer divergence).
-                {"mlp", {{"lr_scaled", 32.0}}}},
+                {"mlp", {{"lr_scaled", 32.0}}},
+                {"fmnist-mlp", {{"lr_scaled", 32.0}}}},  // fmnist: as mlp (not swept)
   });
   r.add_stepper<mezo_adan_driver>({
       .name = "mezo+adan",
@@ -366,8 +370,10 @@ void register_library_steppers(registry& r) {
                 {"rosenbrock-2", {{"lr", 3e-3}}},
                 // reaches the optimum's loss in 300 steps (1e-3: 0.13 after 3000).
                 {"logreg", {{"lr", 1e-2}}},
+                {"fmnist-softmax", {{"lr", 1e-2}}},  // as logreg (not swept on Fashion-MNIST)
                 // 0.93 test accuracy (1e-2: 0.89; 0.1: 0.78-0.84).
-                {"mlp", {{"lr", 3e-2}}}},
+                {"mlp", {{"lr", 3e-2}}},
+                {"fmnist-mlp", {{"lr", 3e-2}}}},  // fmnist: as mlp (not swept)
   });
   r.add_stepper<es_driver>({
       .name = "es",
@@ -394,7 +400,9 @@ void register_library_steppers(registry& r) {
                 // so it stalls (d = 2: 24 -> 4.4) whatever the lr.
                 {"rosenbrock", {{"lr_scaled", 1e-3}}},
                 {"logreg", {{"lr_scaled", 4.0}}},       // 8 and 16 lose stability on one seed
-                {"mlp", {{"lr_scaled", 64.0}}}},        // best of {16, 32, 64}
+                {"fmnist-softmax", {{"lr_scaled", 4.0}}},  // as logreg (not swept on Fashion-MNIST)
+                {"mlp", {{"lr_scaled", 64.0}}},  // best of {16, 32, 64}
+                {"fmnist-mlp", {{"lr_scaled", 64.0}}}},  // fmnist: as mlp (not swept)
   });
   r.add_stepper<spsa_driver>({
       .name = "spsa",
@@ -408,7 +416,9 @@ void register_library_steppers(registry& r) {
                 {"rosenbrock", {{"a_scaled", 0.12}, {"A", 2000}}},  // a = 1e-2 on d = 10; 3e-2 diverges
                 {"rosenbrock-2", {{"a_scaled", 0.4}}},              // a = 0.1: f 2e-4 (3e-2: 4e-2)
                 {"logreg", {{"a_scaled", 165}, {"A", 300}}},        // a = 5, best of {0.5, 2, 5}
-                {"mlp", {{"a_scaled", 1200}, {"A", 100}}}},         // a = 0.5; 1 is no better
+                {"fmnist-softmax", {{"a_scaled", 165}, {"A", 300}}},  // as logreg (not swept on Fashion-MNIST)
+                {"mlp", {{"a_scaled", 1200}, {"A", 100}}},  // a = 0.5; 1 is no better
+                {"fmnist-mlp", {{"a_scaled", 1200}, {"A", 100}}}},  // fmnist: as mlp (not swept)
   });
   r.add_stepper<spsa_gc_driver>({
       .name = "spsa-gc",
@@ -422,7 +432,9 @@ void register_library_steppers(registry& r) {
                 {"rosenbrock", {{"a_scaled", 3.6e-4}}},   // a = 3e-5: d = 10 starts at f = 2057, 1e-4 diverges
                 {"rosenbrock-2", {{"a_scaled", 4e-3}}},   // a = 1e-3; 3e-3 diverges
                 {"logreg", {{"a_scaled", 1.0}}},          // a = 3e-2; 0.1 no better
-                {"mlp", {{"a_scaled", 24.0}}}},           // a = 1e-2, best of {3e-3, 1e-2, 3e-2}
+                {"fmnist-softmax", {{"a_scaled", 1.0}}},  // as logreg (not swept on Fashion-MNIST)
+                {"mlp", {{"a_scaled", 24.0}}},  // a = 1e-2, best of {3e-3, 1e-2, 3e-2}
+                {"fmnist-mlp", {{"a_scaled", 24.0}}}},  // fmnist: as mlp (not swept)
   });
 
   // ---------------------------------------------------------------- policy gradient

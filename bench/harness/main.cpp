@@ -150,7 +150,27 @@ int run(int argc, char** argv) {
       register_problems(reg, o);
       register_reference_steppers(reg);
       register_library_steppers(reg);
-      problems = select(reg.problems(), o.problems, "problem", match_problem);
+      // Problems this build or machine cannot offer (Fashion-MNIST without zlib or its files) are
+      // announced with the reason; asking for them by name or family is not a usage error.
+      std::vector<std::string> tokens;
+      for (const std::string& t : o.problems) {
+        bool only_skipped = false;
+        for (const auto& [name, why] : reg.skipped()) {
+          only_skipped = only_skipped || name == t || name.rfind(t + "-", 0) == 0;
+        }
+        for (const problem_info& p : reg.problems()) only_skipped = only_skipped && !match_problem(p, t);
+        if (!only_skipped) tokens.push_back(t);
+      }
+      for (const auto& [name, why] : reg.skipped()) {
+        bool wanted = o.problems.empty();
+        for (const std::string& t : o.problems) wanted = wanted || name == t || name.rfind(t + "-", 0) == 0;
+        if (wanted) fmt::print(stderr, "shootout: skipping problem {}: {}\n", name, why);
+      }
+      if (tokens.empty() && !o.problems.empty()) {
+        fmt::print(stderr, "shootout: none of the selected problems is available\n");
+        return 1;
+      }
+      problems = select(reg.problems(), tokens, "problem", match_problem);
       steppers = select(reg.steppers(), o.steppers, "stepper", match_stepper);
       for (const auto& [key, v] : o.sets) {
         std::string who = key.substr(0, key.rfind('.'));
@@ -249,6 +269,11 @@ int run(int argc, char** argv) {
   in.seeds = seeds;
   in.threads = threads;
   in.grad_samples = samples;
+  for (const auto& sk : reg.skipped()) {
+    bool wanted = o.problems.empty();
+    for (const std::string& t : o.problems) wanted = wanted || sk.first == t || sk.first.rfind(t + "-", 0) == 0;
+    if (wanted) in.skipped.push_back(sk);
+  }
   const auto t0 = std::chrono::steady_clock::now();
   double done = 0.0;
   for (std::size_t k = 0; k < jobs.size(); ++k) {

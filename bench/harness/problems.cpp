@@ -12,6 +12,9 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +64,58 @@ template <class Build>
 void set_factories(problem_info& info, Build build) {
   info.make_f32 = [build] { return wrap(build.template operator()<float>()); };
   info.make_f64 = [build] { return wrap(build.template operator()<double>()); };
+}
+
+// The first `rows` rows of d (the Fashion-MNIST files are in random order, so the head is a
+// random subsample with about rows / 10 rows per class).
+template <class T>
+sp::dataset<T> head_rows(sp::dataset<T> d, std::size_t rows) {
+  if (rows >= d.rows) return d;
+  d.rows = rows;
+  d.x.resize(rows * d.features);
+  d.y.resize(rows);
+  return d;
+}
+
+// One gzip idx file, decompressed once per process (both Fashion-MNIST problems use it).
+const sp::idx_array& cached_idx_gz(const std::string& path, std::size_t dims) {
+  static std::mutex m;
+  static std::map<std::string, sp::idx_array> cache;
+  const std::lock_guard<std::mutex> lock(m);
+  auto it = cache.find(path);
+  if (it == cache.end()) it = cache.emplace(path, read_idx_gz(path, dims)).first;
+  return it->second;
+}
+
+// Fashion-MNIST train (first n_train of 60000) and test (first n_test of 10000) rows, pixels / 255,
+// then standardised with the statistics of the training rows.
+template <class T>
+sp::train_test<T> fashion_split(const std::string& dir, std::size_t n_train, std::size_t n_test) {
+  const auto part = [&](const std::string& prefix, std::size_t n) {
+    const std::string img = dir + "/" + prefix + "-images-idx3-ubyte.gz";
+    const std::string lab = dir + "/" + prefix + "-labels-idx1-ubyte.gz";
+    return head_rows(sp::idx_classification<T>(cached_idx_gz(img, 3), cached_idx_gz(lab, 1), 1.0 / 255.0,
+                                               sp::fashion_mnist_class_names(), img, lab),
+                     n);
+  };
+  sp::train_test<T> s{part("train", n_train), part("t10k", n_test)};
+  const sp::standardizer<T> st(s.train);
+  st.apply(s.train);
+  st.apply(s.test);
+  return s;
+}
+
+// Empty if the Fashion-MNIST files can be read by this build, else why not.
+std::string fashion_unavailable(const std::string& dir) {
+  if (!have_zlib()) return "the harness was built without zlib (install zlib1g-dev and reconfigure)";
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                        "t10k-labels-idx1-ubyte.gz"}) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(std::filesystem::path(dir) / f, ec)) {
+      return fmt::format("'{}/{}' not found (install dataset-fashion-mnist, or pass --fashion-mnist-dir)", dir, f);
+    }
+  }
+  return {};
 }
 
 precision choose(const options& o, precision dflt) {
@@ -154,6 +209,64 @@ void register_problems(registry& r, const options& o) {
       return sp::mlp_classifier<T>(std::move(s.train), std::move(s.test), {.hidden = 32});
     });
     r.add_problem(std::move(p));
+  }
+  // Fashion-MNIST (Xiao, Rasul and Vollgraf 2017; 28 x 28 grey images, 10 classes), subsampled so
+  // that --quick stays near two minutes on 2 cores: the row counts are in the descriptions and in
+  // the table's "data:" line.
+  {
+    const std::string fdir = o.fashion_dir;
+    const std::size_t n_train = o.run_mode == mode::smoke ? 500 : o.run_mode == mode::quick ? 1500 : 60000;
+    const std::size_t n_test = o.run_mode == mode::smoke ? 500 : o.run_mode == mode::quick ? 1000 : 10000;
+    const std::string rows = fmt::format("n_train = {} of 60000, n_test = {} of 10000", n_train, n_test);
+    const std::string why = fashion_unavailable(fdir);
+    {
+      problem_info p;
+      p.family = "fmnist";
+      p.name = "fmnist-softmax";
+      p.description = fmt::format("softmax regression (l2 = 1e-4) on Fashion-MNIST, 784 pixels -> 10 classes, {}", rows);
+      p.data_note = rows;
+      p.dimension = 10 * (784 + 1);
+      p.prec = choose(o, precision::f32);
+      p.classifier = true;
+      p.curve_label = "training loss";
+      p.target = {.what = target_spec::metric::accuracy, .value = 0.80};
+      p.steps = budget{5, 150, 3000};
+      p.points = o.run_mode == mode::quick ? 20 : 0;  // a recording costs ~2 evaluations
+      p.step_cost_us = 2000.0;
+      set_factories(p, [fdir, n_train, n_test]<class T>() {
+        auto s = fashion_split<T>(fdir, n_train, n_test);
+        return sp::softmax_regression<T>(std::move(s.train), std::move(s.test), {.l2 = 1e-4});
+      });
+      if (why.empty()) {
+        r.add_problem(std::move(p));
+      } else {
+        r.skip_problem(p.name, why);
+      }
+    }
+    {
+      problem_info p;
+      p.family = "fmnist";
+      p.name = "fmnist-mlp";
+      p.description = fmt::format("MLP 784-32-10 (tanh, softmax) on Fashion-MNIST, {}", rows);
+      p.data_note = rows;
+      p.dimension = 784 * 32 + 32 + 32 * 10 + 10;
+      p.prec = choose(o, precision::f32);
+      p.classifier = true;
+      p.curve_label = "training loss";
+      p.target = {.what = target_spec::metric::accuracy, .value = 0.80};
+      p.steps = budget{5, 80, 3000};
+      p.points = o.run_mode == mode::quick ? 20 : 0;
+      p.step_cost_us = 8000.0;
+      set_factories(p, [fdir, n_train, n_test]<class T>() {
+        auto s = fashion_split<T>(fdir, n_train, n_test);
+        return sp::mlp_classifier<T>(std::move(s.train), std::move(s.test), {.hidden = 32});
+      });
+      if (why.empty()) {
+        r.add_problem(std::move(p));
+      } else {
+        r.skip_problem(p.name, why);
+      }
+    }
   }
   {
     problem_info p;

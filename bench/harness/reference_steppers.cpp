@@ -96,7 +96,9 @@ void register_reference_steppers(registry& r) {
       .hyper = {{"quadratic", {{"lr", 1.0}}},
                 {"rosenbrock", {{"lr", 1e-3}}},
                 {"logreg", {{"lr", 0.25}}},
-                {"mlp", {{"lr", 0.5}}}},
+                {"fmnist-softmax", {{"lr", 0.25}}},  // as logreg (not swept on Fashion-MNIST)
+                {"mlp", {{"lr", 0.5}}},
+                {"fmnist-mlp", {{"lr", 0.5}}}},  // fmnist: as mlp (not swept)
   });
   r.add_stepper<ref_zo_sgd>({
       .name = "ref-zo-sgd",
@@ -110,7 +112,9 @@ void register_reference_steppers(registry& r) {
                 {"rosenbrock", {{"lr_scaled", 1e-3}}},
                 {"rosenbrock-2", {{"lr_scaled", 2e-3}}},
                 {"logreg", {{"lr_scaled", 4.0}}},
-                {"mlp", {{"lr_scaled", 32.0}}}},
+                {"fmnist-softmax", {{"lr_scaled", 4.0}}},  // as logreg (not swept on Fashion-MNIST)
+                {"mlp", {{"lr_scaled", 32.0}}},
+                {"fmnist-mlp", {{"lr_scaled", 32.0}}}},  // fmnist: as mlp (not swept)
   });
 }
 

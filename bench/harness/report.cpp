@@ -15,6 +15,8 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 namespace harness {
@@ -592,6 +594,314 @@ struct table {
   }
 };
 
+// ---------------------------------------------------------------- HTML page
+
+// The CPU model from /proc/cpuinfo ("" where there is none).
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto c = line.find(':');
+      if (c != std::string::npos) return line.substr(line.find_first_not_of(' ', c + 1));
+    }
+  }
+  return {};
+}
+
+// A column of a problem's HTML table: a header with its unit, a tooltip, which direction is
+// better (-1 lower, +1 higher, 0 not ranked), and per row the sort key and the text shown.
+struct html_column {
+  std::string head, unit, tip;
+  int better = 0;
+  bool text = false;  // sorted as text
+  std::vector<double> key;
+  std::vector<std::string> shown;
+};
+
+std::string sig(double v, int digits) {
+  if (std::isnan(v)) return dash;
+  return fmt::format("{:.{}g}", v, digits);
+}
+
+// The inline script: click a column header to sort by it (again: reverse); rows without a value
+// stay last. With #selftest in the address it clicks every header twice and checks the order,
+// and it always records whether the page overflows horizontally: both as attributes of <html>
+// (data-selftest, data-overflow) for the browser test.
+const char* page_script = R"js(
+(function () {
+  "use strict";
+  function keyOf(td) {
+    var v = td.getAttribute("data-v");
+    return v === null || v === "" ? NaN : Number(v);
+  }
+  function sortTable(table, col, dir) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var asText = table.tHead.rows[0].cells[col].classList.contains("text");
+    rows.sort(function (a, b) {
+      var x = a.cells[col], y = b.cells[col];
+      if (asText) return dir * x.textContent.localeCompare(y.textContent);
+      var p = keyOf(x), q = keyOf(y);
+      if (isNaN(p) || isNaN(q)) return isNaN(p) === isNaN(q) ? 0 : (isNaN(p) ? 1 : -1);
+      return dir * (p - q);
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, k) {
+      th.setAttribute("aria-sort", k === col ? (dir > 0 ? "ascending" : "descending") : "none");
+    });
+  }
+  var tables = document.querySelectorAll("table.sortable");
+  Array.prototype.forEach.call(tables, function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.tabIndex = 0;
+      th.addEventListener("click", function () {
+        var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+        sortTable(table, col, dir);
+      });
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter") th.click(); });
+    });
+  });
+  var root = document.documentElement;
+  root.setAttribute("data-overflow", root.scrollWidth > root.clientWidth ? "yes" : "no");
+  root.setAttribute("data-tables", String(tables.length));
+  if (location.hash !== "#selftest") return;
+  var problems = [];
+  Array.prototype.forEach.call(tables, function (table, t) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      var asText = th.classList.contains("text");
+      [1, -1].forEach(function (dir) {
+        th.click();
+        if (th.getAttribute("aria-sort") !== (dir > 0 ? "ascending" : "descending")) {
+          problems.push("table " + t + " column " + col + ": aria-sort " + th.getAttribute("aria-sort"));
+        }
+        var rows = table.tBodies[0].rows, seenMissing = false;
+        for (var i = 0; i < rows.length; ++i) {
+          var c = rows[i].cells[col];
+          if (asText) {
+            if (i > 0 && dir * rows[i - 1].cells[col].textContent.localeCompare(c.textContent) > 0) {
+              problems.push("table " + t + " column " + col + " row " + i + ": text out of order");
+            }
+            continue;
+          }
+          var v = keyOf(c);
+          if (isNaN(v)) { seenMissing = true; continue; }
+          if (seenMissing) problems.push("table " + t + " column " + col + " row " + i + ": value after a missing one");
+          if (i > 0 && !isNaN(keyOf(rows[i - 1].cells[col])) && dir * (keyOf(rows[i - 1].cells[col]) - v) > 0) {
+            problems.push("table " + t + " column " + col + " row " + i + ": out of order");
+          }
+        }
+      });
+    });
+  });
+  root.setAttribute("data-selftest", problems.length === 0 && tables.length > 0 ? "pass" : "fail: " +
+                    (tables.length === 0 ? "no sortable table" : problems.slice(0, 5).join("; ")));
+})();
+)js";
+
+const char* page_style = R"css(
+*, *::before, *::after { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f; margin: 0 auto;
+       padding: 16px 20px 40px; max-width: 1800px; }
+h1 { font-size: 22px; margin: 4px 0 10px; }
+h2 { font-size: 18px; margin: 0 0 4px; }
+.meta { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 4px 18px;
+        background: #f5f6f8; border: 1px solid #dde1e6; border-radius: 6px; padding: 10px 14px; margin-bottom: 12px; }
+.meta div { overflow-wrap: anywhere; }
+.meta b { color: #555; font-weight: 600; }
+.cmd { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; }
+nav { margin: 8px 0 16px; overflow-wrap: anywhere; }
+nav a { margin-right: 12px; white-space: nowrap; }
+.skipped { background: #fff4e5; border: 1px solid #f0c78a; border-radius: 6px; padding: 8px 14px; margin: 10px 0; }
+section.problem { border-top: 2px solid #dde1e6; padding-top: 14px; margin-top: 22px; }
+.desc { color: #444; margin: 0 0 8px; overflow-wrap: anywhere; }
+.layout { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.tablebox { flex: 3 1 940px; min-width: 0; overflow-x: auto; }
+.plots { flex: 1 1 340px; min-width: 0; display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 8px; }
+.plots img { width: 100%; height: auto; border: 1px solid #e4e4e4; border-radius: 4px; }
+table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
+th, td { padding: 3px 5px; border-bottom: 1px solid #e6e8eb; text-align: right; white-space: nowrap; }
+th { background: #eef1f5; cursor: pointer; user-select: none; vertical-align: bottom; white-space: normal;
+     min-width: 3.5em; }
+th .unit { display: block; font-weight: normal; color: #666; font-size: 11px; }
+th[aria-sort="ascending"]::after { content: " \25B2"; font-size: 10px; }
+th[aria-sort="descending"]::after { content: " \25BC"; font-size: 10px; }
+th.text, td.text { text-align: left; }
+tbody tr:hover { background: #f7f9fc; }
+td.best { background: #dff3e4; font-weight: 700; }
+td.bad { color: #b3261e; }
+.legend { color: #555; font-size: 12px; margin-top: 24px; }
+.legend td, .legend th { text-align: left; white-space: normal; border: none; background: none; cursor: auto; }
+)css";
+
+std::string html_page(const report_input& in, const std::vector<pair_summary>& sums,
+                      const std::map<const problem_info*, std::vector<std::pair<std::string, std::string>>>& plots) {
+  const options& o = *in.opts;
+  std::string cmd;
+  for (const std::string& a : o.argv) cmd += (cmd.empty() ? "" : " ") + a;
+  std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+                  "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+                  "<link rel=\"icon\" href=\"data:,\">\n<title>stochgrad shoot-out</title>\n<style>";
+  h += page_style;
+  h += "</style>\n</head>\n<body>\n";
+  h += fmt::format("<h1>stochgrad {} shoot-out</h1>\n", xml(stochgrad::version_string));
+  const std::string cpu = cpu_model();
+  std::string seeds;
+  for (std::uint64_t sd : in.seeds) seeds += (seeds.empty() ? "" : ", ") + std::to_string(sd);
+  h += "<div class=\"meta\">\n";
+  h += fmt::format("<div><b>mode</b> {}</div>\n<div><b>seeds</b> {}</div>\n", to_string(o.run_mode), seeds);
+  h += fmt::format("<div><b>runs</b> {} ({} problems, {} steppers) in {:.1f} s</div>\n", in.runs.size(),
+                   in.problems.size(), in.steppers.size(), in.total_wall_s);
+  h += fmt::format("<div><b>threads</b> {} (of {} hardware threads)</div>\n", in.threads,
+                   std::max(1u, std::thread::hardware_concurrency()));
+  h += fmt::format("<div><b>SIMD ISA</b> {}</div>\n", xml(stochgrad::simd::arch_name()));
+  if (!cpu.empty()) h += fmt::format("<div><b>CPU</b> {}</div>\n", xml(cpu));
+  h += fmt::format("<div><b>gradient quality</b> {} estimates per run</div>\n", in.grad_samples);
+  h += fmt::format("<div><b>files</b> <a href=\"summary.txt\">summary.txt</a> <a href=\"results.json\">results.json</a> "
+                   "<a href=\"results.csv\">results.csv</a> <a href=\"curves.csv\">curves.csv</a></div>\n");
+  h += fmt::format("<div style=\"grid-column: 1 / -1\"><b>command</b> <span class=\"cmd\">{}</span></div>\n", xml(cmd));
+  h += "</div>\n";
+  if (!in.skipped.empty()) {
+    h += "<div class=\"skipped\"><b>Not run in this build:</b><ul>\n";
+    for (const auto& [name, why] : in.skipped) h += fmt::format("<li><b>{}</b>: {}</li>\n", xml(name), xml(why));
+    h += "</ul></div>\n";
+  }
+  h += "<nav>";
+  for (const problem_info* p : in.problems) h += fmt::format("<a href=\"#p-{0}\">{1}</a>", file_safe(p->name), xml(p->name));
+  h += "</nav>\n";
+
+  for (const problem_info* p : in.problems) {
+    std::vector<const pair_summary*> rows;
+    for (const pair_summary& ps : sums) {
+      if (ps.p == p) rows.push_back(&ps);
+    }
+    if (rows.empty()) continue;
+    std::size_t budget = 0;
+    for (const pair_summary* ps : rows) {
+      for (const run_result* r : ps->runs) budget = std::max(budget, r->steps_budget);
+    }
+    h += fmt::format("<section class=\"problem\" id=\"p-{}\">\n<h2>{}</h2>\n", file_safe(p->name), xml(p->name));
+    h += fmt::format("<p class=\"desc\">{}. d = {}, {}. Target: {}. Up to {} steps; gradient quality at the {}.{}</p>\n",
+                     xml(p->description), p->dimension, to_string(p->prec), xml(p->target.describe()), budget,
+                     xml(p->quality_at), p->data_note.empty() ? "" : " <b>Subsample: " + xml(p->data_note) + ".</b>");
+    std::vector<html_column> cols;
+    cols.reserve(16);  // the references below stay valid
+    auto add = [&](std::string head, std::string unit, std::string tip, int better, bool text = false) -> html_column& {
+      cols.push_back({std::move(head), std::move(unit), std::move(tip), better, text, {}, {}});
+      return cols.back();
+    };
+    html_column& c_step = add("stepper", "", "stepper (see the harness README)", 0, true);
+    html_column& c_fam = add("family", "", "what the stepper sees: gradients, losses or sampled completions", 0, true);
+    html_column& c_steps = add("steps", "steps", "steps done (budget; es: divided by its q query pairs)", 0);
+    html_column& c_f = add("final f", p->curve_label, "last recorded training objective, mean over seeds", -1);
+    html_column* c_acc = p->classifier ? &add(p->policy ? "greedy acc" : "test acc", "fraction",
+                                              p->policy ? "exact greedy accuracy over all prompts" : "test accuracy", +1)
+                                       : nullptr;
+    html_column* c_rew = p->policy ? &add("reward", "expected, exact", "exact expected reward of the sampling policy", +1) : nullptr;
+    html_column& c_stt = add("to target", "steps", "median steps to the target over the seeds that reached it", -1);
+    html_column& c_ttt = add("to target", "s", "median stepping time to the target", -1);
+    html_column& c_cos = add("cos(g&#770;, g)", "mean", "mean cosine of the stepper's gradient estimate with the true gradient", +1);
+    html_column& c_var = add("rel. var", "tr Cov / |g|&sup2;", "trace of the estimate's covariance over |g|^2", -1);
+    html_column& c_ups = add("throughput", "updates/s", "parameter updates per second inside step()", +1);
+    html_column& c_mem = add("peak mem", "MB above start", "peak resident memory above the run's start (max over seeds)", -1);
+    html_column& c_wall = add("run time", "s", "whole run incl. recording and the quality measurement (mean)", -1);
+    html_column& c_stat = add("status", "", "ok, diverged or error (count of seeds)", 0, true);
+    for (const pair_summary* ps : rows) {
+      const std::size_t n = ps->runs.size();
+      std::size_t steps = 0;
+      for (const run_result* r : ps->runs) steps = std::max(steps, r->steps_done);
+      c_step.key.push_back(nan);
+      c_step.shown.push_back(ps->s->name);
+      c_fam.key.push_back(nan);
+      c_fam.shown.push_back(to_string(ps->s->fam));
+      c_steps.key.push_back(static_cast<double>(steps));
+      c_steps.shown.push_back(std::to_string(steps));
+      c_f.key.push_back(ps->final_obj.mean);
+      c_f.shown.push_back(num(ps->final_obj.mean, "{:.4e}"));
+      if (c_acc) {
+        c_acc->key.push_back(ps->accuracy.mean);
+        c_acc->shown.push_back(num(ps->accuracy.mean, "{:.3f}"));
+      }
+      if (c_rew) {
+        c_rew->key.push_back(ps->reward.mean);
+        c_rew->shown.push_back(num(ps->reward.mean, "{:.3f}"));
+      }
+      const std::string part = ps->reached > 0 && ps->reached < n ? fmt::format(" ({}/{})", ps->reached, n) : "";
+      c_stt.key.push_back(ps->reached > 0 ? ps->steps_to_target.median : nan);
+      c_stt.shown.push_back(ps->reached > 0 ? fmt::format("{:.0f}", ps->steps_to_target.median) + part : dash);
+      c_ttt.key.push_back(ps->reached > 0 ? ps->time_to_target.median : nan);
+      c_ttt.shown.push_back(ps->reached > 0 ? sig(ps->time_to_target.median, 3) + part : dash);
+      c_cos.key.push_back(ps->cos.mean);
+      c_cos.shown.push_back(num(ps->cos.mean, "{:.3f}"));
+      c_var.key.push_back(ps->rel_var.mean);
+      c_var.shown.push_back(num(ps->rel_var.mean, "{:.3g}"));
+      c_ups.key.push_back(ps->ups.median);
+      c_ups.shown.push_back(rate_str(ps->ups.median));
+      c_mem.key.push_back(ps->peak_delta.max);
+      c_mem.shown.push_back(num(ps->peak_delta.max, "{:.1f}"));
+      c_wall.key.push_back(ps->wall.mean);
+      c_wall.shown.push_back(sig(ps->wall.mean, 3));
+      c_stat.key.push_back(nan);
+      c_stat.shown.push_back(ps->status);
+    }
+    h += "<div class=\"layout\">\n<div class=\"tablebox\">\n<table class=\"sortable\">\n<thead><tr>";
+    for (const html_column& c : cols) {
+      h += fmt::format("<th{} title=\"{}{}\">{}{}</th>", c.text ? " class=\"text\"" : "", xml(c.tip),
+                       c.better < 0 ? " (lower is better; best marked)" : c.better > 0 ? " (higher is better; best marked)" : "",
+                       c.head, c.unit.empty() ? "" : "<span class=\"unit\">" + c.unit + "</span>");
+    }
+    h += "</tr></thead>\n<tbody>\n";
+    std::vector<double> best(cols.size(), nan);
+    for (std::size_t k = 0; k < cols.size(); ++k) {
+      if (cols[k].better == 0) continue;
+      for (double v : cols[k].key) {
+        if (!std::isfinite(v)) continue;
+        if (std::isnan(best[k]) || (cols[k].better < 0 ? v < best[k] : v > best[k])) best[k] = v;
+      }
+    }
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      h += "<tr>";
+      for (std::size_t k = 0; k < cols.size(); ++k) {
+        const html_column& c = cols[k];
+        std::string cls = c.text ? "text" : "";
+        if (c.better != 0 && std::isfinite(c.key[i]) && c.key[i] == best[k]) cls += cls.empty() ? "best" : " best";
+        if (&c == &c_stat && c.shown[i] != "ok") cls += " bad";
+        h += fmt::format("<td{}{}>{}</td>", cls.empty() ? "" : " class=\"" + cls + "\"",
+                         c.text ? "" : " data-v=\"" + (std::isfinite(c.key[i]) ? fmt::format("{:.17g}", c.key[i]) : std::string()) + "\"",
+                         xml(c.shown[i]));
+      }
+      h += "</tr>\n";
+    }
+    h += "</tbody>\n</table>\n</div>\n<div class=\"plots\">\n";
+    const auto it = plots.find(p);
+    if (it != plots.end()) {
+      for (const auto& [file, alt] : it->second) {
+        h += fmt::format("<a href=\"{0}\"><img src=\"{0}\" alt=\"{1}: {2}\" width=\"760\" height=\"470\"></a>\n", file,
+                         xml(p->name), xml(alt));
+      }
+    }
+    h += "</div>\n</div>\n</section>\n";
+  }
+  h += R"(<div class="legend"><b>Columns</b> (means over seeds unless said otherwise; best value per column in green, ties
+all marked; click a header to sort, again to reverse):
+<ul>
+<li><b>final f</b>: the last recorded training objective (reward tasks: 1 &minus; expected reward).</li>
+<li><b>to target</b>: median over the seeds that reached the problem's target, (k/n) when not all did; steps are exact to
+the recording interval; time is stepping time only.</li>
+<li><b>cos(g&#770;, g)</b>, <b>rel. var</b>: the stepper's own gradient estimate against the exact gradient; rel. var is
+not scale-free for estimators that normalise their outcomes (es, grpo, bnpo, grpo-adv+sgd): compare their cosine only.</li>
+<li><b>throughput</b>: dimension &times; steps / time inside step() (median over seeds). <b>peak mem</b>: peak resident
+memory above the run's start, maximum over seeds. <b>run time</b>: the whole run, recording and measurement included.</li>
+<li>&ldquo;-&rdquo;: not reached or not applicable. Plots: one curve per stepper (geometric mean over seeds for the
+objective, mean for accuracy and reward), band = min to max; dashed line = target.</li>
+</ul></div>
+)";
+  h += "<script>";
+  h += page_script;
+  h += "</script>\n</body>\n</html>\n";
+  return h;
+}
+
 }  // namespace
 
 std::string format_table(const report_input& in) {
@@ -636,6 +946,10 @@ std::string format_table(const report_input& in) {
   out += "\ntargets:";
   for (const problem_info* p : in.problems) out += fmt::format("  {}: {};", p->name, p->target.describe());
   out.pop_back();
+  for (const problem_info* p : in.problems) {
+    if (!p->data_note.empty()) out += fmt::format("\ndata: {}: {} (subsampled)", p->name, p->data_note);
+  }
+  for (const auto& [name, why] : in.skipped) out += fmt::format("\nskipped: {}: {}", name, why);
   out += "\ncolumns: means over seeds (steps/time to target: median of the seeds that reached it, (k/n) if not "
          "all did);\n"
          "  test acc: test accuracy (classifiers), exact greedy accuracy over all prompts (reward tasks); reward: exact "
@@ -659,10 +973,7 @@ std::vector<std::string> write_reports(const report_input& in, const std::string
   write_file(dir / "curves.csv", curves_csv(in), written);
   std::map<std::string, std::string> color;
   for (std::size_t i = 0; i < in.steppers.size(); ++i) color[in.steppers[i]->name] = palette[i % std::size(palette)];
-  std::string html = fmt::format(
-      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>stochgrad shoot-out</title></head>\n"
-      "<body style=\"font-family:sans-serif\">\n<h1>stochgrad shoot-out</h1>\n<pre>{}</pre>\n",
-      xml(table_text));
+  std::map<const problem_info*, std::vector<std::pair<std::string, std::string>>> plots;  // file, alt
   for (const problem_info* p : in.problems) {
     plot_spec ps;
     ps.title = p->name;
@@ -701,22 +1012,21 @@ std::vector<std::string> write_reports(const report_input& in, const std::string
     if (in.seeds.size() > 1) ps.notes = {fmt::format("{} seeds: line = geometric", in.seeds.size()), "mean, band = min to max"};
     const std::string name = "plot-" + file_safe(p->name) + ".svg";
     write_file(dir / name, svg_plot(ps), written);
-    html += fmt::format("<h2>{}</h2>\n<img src=\"{}\" alt=\"{}\">\n", xml(p->name), name, xml(p->name));
+    plots[p].emplace_back(name, p->curve_label);
     if (p->classifier) {
       const std::string an = "plot-" + file_safe(p->name) + "-accuracy.svg";
       if (in.seeds.size() > 1) acc.notes = {fmt::format("{} seeds: line = mean,", in.seeds.size()), "band = min to max"};
       write_file(dir / an, svg_plot(acc), written);
-      html += fmt::format("<img src=\"{}\" alt=\"{} accuracy\">\n", an, xml(p->name));
+      plots[p].emplace_back(an, acc.ylabel);
     }
     if (p->policy) {
       const std::string rn = "plot-" + file_safe(p->name) + "-reward.svg";
       if (in.seeds.size() > 1) rew.notes = {fmt::format("{} seeds: line = mean,", in.seeds.size()), "band = min to max"};
       write_file(dir / rn, svg_plot(rew), written);
-      html += fmt::format("<img src=\"{}\" alt=\"{} reward\">\n", rn, xml(p->name));
+      plots[p].emplace_back(rn, rew.ylabel);
     }
   }
-  html += "</body></html>\n";
-  write_file(dir / "index.html", html, written);
+  write_file(dir / "index.html", html_page(in, sums, plots), written);
   return written;
 }
 
