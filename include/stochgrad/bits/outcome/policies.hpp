@@ -14,7 +14,10 @@
 /// two or more); `advantages()` then maps NaN to 0, as TRL's `nan_to_num` does.
 ///
 /// Constant groups (all valid outcomes equal) get advantage exactly 0 from every group-centred
-/// baseline; `advantages()` counts them (`advantage_stats::constant_groups`).
+/// baseline; `advantages()` counts them (`advantage_stats::constant_groups`). Every NaN-aware mean
+/// here is `sum / count` except for a set whose valid values are all equal, whose mean is that
+/// value exactly (`sum / count` of sixteen copies of 0.1 is not 0.1, which gave advantages of
+/// ~1e-13 where TRL gives 0); its sum of squared deviations, hence its std, is then exactly 0.
 #pragma once
 
 #include <algorithm>
@@ -71,7 +74,33 @@ namespace detail {
 
 inline constexpr double nan_v = std::numeric_limits<double>::quiet_NaN();
 
-/// Count, sum, mean and sum of squared deviations of the non-NaN values (two passes).
+/// Sum and count of the non-NaN values added, and whether they are all equal. `mean()` is
+/// `sum / count`, or the common value exactly when all are equal (`x + 0.0`, so that an all-zero
+/// set gives +0 as the sum does); NaN for no valid value. The sum is accumulated in the order the
+/// values are added, so a set with two distinct values gets the same bits as a plain `sum / count`.
+struct nan_accumulator {
+  double sum = 0.0;
+  std::size_t count = 0;
+  double first = 0.0;
+  bool equal = true;
+  void add(double v) noexcept {
+    if (std::isnan(v)) return;
+    if (count == 0) {
+      first = v;
+    } else {
+      equal = equal && v == first;
+    }
+    sum += v;
+    ++count;
+  }
+  double mean() const noexcept {
+    if (count == 0) return std::numeric_limits<double>::quiet_NaN();
+    return equal ? first + 0.0 : sum / static_cast<double>(count);
+  }
+};
+
+/// Count, sum, mean and sum of squared deviations of the non-NaN values (two passes; the mean is
+/// `nan_accumulator::mean`, exact for a constant set, whose m2 is then exactly 0).
 struct nan_moments {
   std::size_t count = 0;
   double sum = 0.0;
@@ -85,15 +114,12 @@ struct nan_moments {
 template <class T>
 nan_moments group_moments(std::span<const T> r, const group_layout& g, std::size_t k) {
   nan_moments m;
-  g.for_each_member(k, [&](std::size_t n) {
-    const double v = static_cast<double>(r[n]);
-    if (!std::isnan(v)) {
-      m.sum += v;
-      ++m.count;
-    }
-  });
+  nan_accumulator acc;
+  g.for_each_member(k, [&](std::size_t n) { acc.add(static_cast<double>(r[n])); });
+  m.sum = acc.sum;
+  m.count = acc.count;
   if (m.count == 0) return m;
-  m.mean = m.sum / static_cast<double>(m.count);
+  m.mean = acc.mean();
   g.for_each_member(k, [&](std::size_t n) {
     const double v = static_cast<double>(r[n]);
     // An explicit multiply-add, so that the contiguous SIMD path (grpo_contiguous) gives the same bits.
@@ -102,33 +128,24 @@ nan_moments group_moments(std::span<const T> r, const group_layout& g, std::size
   return m;
 }
 
-/// NaN-aware mean of group k (NaN when the group has no valid outcome); one pass.
+/// NaN-aware mean of group k (NaN when the group has no valid outcome; the value itself when the
+/// valid outcomes are all equal); one pass.
 template <class T>
 double group_nanmean(std::span<const T> r, const group_layout& g, std::size_t k) {
-  double sum = 0.0;
-  std::size_t count = 0;
-  g.for_each_member(k, [&](std::size_t n) {
-    const double v = static_cast<double>(r[n]);
-    if (!std::isnan(v)) {
-      sum += v;
-      ++count;
-    }
-  });
-  return count == 0 ? nan_v : sum / static_cast<double>(count);
+  nan_accumulator acc;
+  g.for_each_member(k, [&](std::size_t n) { acc.add(static_cast<double>(r[n])); });
+  return acc.mean();
 }
 
 template <class T>
 nan_moments span_moments(std::span<const T> x) {
   nan_moments m;
-  for (const T& xv : x) {
-    const double v = static_cast<double>(xv);
-    if (!std::isnan(v)) {
-      m.sum += v;
-      ++m.count;
-    }
-  }
+  nan_accumulator acc;
+  for (const T& xv : x) acc.add(static_cast<double>(xv));
+  m.sum = acc.sum;
+  m.count = acc.count;
   if (m.count == 0) return m;
-  m.mean = m.sum / static_cast<double>(m.count);
+  m.mean = acc.mean();
   for (const T& xv : x) {
     const double v = static_cast<double>(xv);
     if (!std::isnan(v)) m.m2 += (v - m.mean) * (v - m.mean);
@@ -140,15 +157,12 @@ nan_moments span_moments(std::span<const T> x) {
 template <class T>
 nan_moments difference_moments(std::span<const T> r, std::span<const T> base) {
   nan_moments m;
-  for (std::size_t n = 0; n < r.size(); ++n) {
-    const double v = static_cast<double>(r[n]) - static_cast<double>(base[n]);
-    if (!std::isnan(v)) {
-      m.sum += v;
-      ++m.count;
-    }
-  }
+  nan_accumulator acc;
+  for (std::size_t n = 0; n < r.size(); ++n) acc.add(static_cast<double>(r[n]) - static_cast<double>(base[n]));
+  m.sum = acc.sum;
+  m.count = acc.count;
   if (m.count == 0) return m;
-  m.mean = m.sum / static_cast<double>(m.count);
+  m.mean = acc.mean();
   for (std::size_t n = 0; n < r.size(); ++n) {
     const double v = static_cast<double>(r[n]) - static_cast<double>(base[n]);
     if (!std::isnan(v)) m.m2 += (v - m.mean) * (v - m.mean);
@@ -236,6 +250,8 @@ struct group_mean {
 /// Leave-one-out (RLOO, TRL `rloo_trainer.py`): `b_n = (sum_{valid j in group} r_j - r_n) / (G_i - 1)`
 /// with `G_i` the number of valid outcomes of the group. A group with a single valid outcome gives
 /// 0/0 = NaN (advantage 0); NaN outcomes get NaN. Without NaN, `r_n - b_n = G/(G-1) (r_n - mean)`.
+/// A group of two or more valid outcomes that are all equal gets `b_n = r_n` exactly (the rounded
+/// `(sum - r_n) / (G_i - 1)` need not be), so its advantage is exactly 0.
 struct leave_one_out {
   static constexpr const char* name = "leave_one_out";  ///< identifies the policy in saved state
   /// Writes `b_n = (sum of the group's valid r_j - r_n) / (G_i - 1)` (NaN for a NaN outcome or a
@@ -244,19 +260,14 @@ struct leave_one_out {
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
     detail::check_outcome_sizes("leave_one_out", r.size(), out.size(), g);
     for (std::size_t k = 0; k < g.groups(); ++k) {
-      double s = 0.0;
-      std::size_t c = 0;
+      detail::nan_accumulator acc;
+      g.for_each_member(k, [&](std::size_t n) { acc.add(static_cast<double>(r[n])); });
+      const double s = acc.sum;
+      const bool constant = acc.count >= 2 && acc.equal;
+      const double denom = static_cast<double>(acc.count) - 1.0;
       g.for_each_member(k, [&](std::size_t n) {
         const double v = static_cast<double>(r[n]);
-        if (!std::isnan(v)) {
-          s += v;
-          ++c;
-        }
-      });
-      const double denom = static_cast<double>(c) - 1.0;
-      g.for_each_member(k, [&](std::size_t n) {
-        const double v = static_cast<double>(r[n]);
-        out[n] = static_cast<T>(std::isnan(v) ? detail::nan_v : (s - v) / denom);
+        out[n] = static_cast<T>(std::isnan(v) ? detail::nan_v : constant ? v + 0.0 : (s - v) / denom);
       });
     }
   }
@@ -408,8 +419,9 @@ advantage_stats grpo_contiguous(std::span<const T> r, std::size_t P, std::size_t
       mn = xsimd::select(ok, xsimd::min(mn, v), mn);
       mx = xsimd::select(ok, xsimd::max(mx, v), mx);
     }
-    // group_mean: sum / count (NaN when no valid outcome); stored as T, read back as double.
-    const V mean = sum / cnt;
+    // group_mean: sum / count (NaN when no valid outcome), or the common value + 0.0 when every
+    // valid outcome is equal (max == min, as nan_accumulator::mean); stored as T, read back as double.
+    const V mean = xsimd::select(mx == mn, mn + zero, sum / cnt);
     V base;
     if constexpr (std::is_same_v<T, double>) {
       base = mean;
