@@ -307,3 +307,39 @@ TEST_CASE("communicator: the caller's communicator duplicated, MPI errors as exc
   CHECK(moved.size() == comm.size());
   CHECK(c.handle() == MPI_COMM_NULL);  // NOLINT(bugprone-use-after-move)
 }
+
+TEST_CASE("data_parallel: nonfinite_policy::throw_error and a misfitting objective act alike on every rank",
+          "[mpi][zo]") {
+  auto& comm = world();
+  const int R = comm.size(), me = comm.rank();
+  std::vector<float> w(16, 0.5f), b(3, 0.0f);
+  stochgrad::mezo<float> m(w, {.lr = 1e-2},
+                           {.eps = 1e-3, .seed = 2, .on_nonfinite = stochgrad::zo::nonfinite_policy::throw_error});
+  smpi::data_parallel dp(comm, m, 4);
+  // A NaN on the last rank only: nonfinite_error on every rank, parameters restored alike.
+  const std::vector<float> w0 = w;
+  bool threw = false;
+  try {
+    dp.step([&](std::span<const float> x) {
+      return me == R - 1 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(x[0]);
+    });
+  } catch (const stochgrad::nonfinite_error&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK(sg_mpi_test::same_on_all_ranks(sg_mpi_test::bits_hash<float>(w)));
+  CHECK(m.steps() == 0);
+  // An objective taking a span on a two-tensor set: refused before anything changes, on every rank.
+  stochgrad::parameters<float> p;
+  p.add(std::span<float>(w)).add(std::span<float>(b));
+  stochgrad::mezo<float> m2(p, {.lr = 1e-2}, {.eps = 1e-3, .seed = 2});
+  smpi::data_parallel dp2(comm, m2, 4);
+  const std::string before = sg_mpi_test::saved(m2);
+  const std::vector<float> w1 = w;
+  CHECK_THROWS_AS(dp2.step([](std::span<const float> x) { return static_cast<double>(x[0]); }),
+                  stochgrad::invalid_argument);
+  CHECK(sg_mpi_test::saved(m2) == before);
+  CHECK(sg_mpi_test::same_bits<float>(w, w1));
+  CHECK(dp2.last_step().collectives == 0);
+  CHECK(dp2.step([](const stochgrad::parameters<float>& x) { return static_cast<double>(x.tensor(1)[0]); }).applied);
+}

@@ -10,8 +10,8 @@
 ///   baseline; normalizer; optimizer; element type);
 /// - options: the fields of the estimator's and the optimizer's `options()` that stochgrad's
 ///   policies have (lr, momentum, dampening, nesterov, weight_decay, max_grad_norm,
-///   skip_nonfinite, beta1..3, eps, eps_root, no_prox, optax_compat, gamma, eps, q, seed, mode,
-///   on_nonfinite, center, mu), plus the caller's `attach_options::salt` for anything else that
+///   skip_nonfinite, beta1..3, eps, eps_root, no_prox, optax_compat, gamma, mu, q, seed, mode,
+///   on_nonfinite, center), plus the caller's `attach_options::salt` for anything else that
 ///   must agree (a custom policy's parameters, the data pipeline's configuration);
 /// - shape: number of tensors and, for data parallel, their sizes;
 /// - state: the step counter, the estimator's seed, call counter and pending perturbation, and for
