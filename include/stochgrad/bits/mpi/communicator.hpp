@@ -38,6 +38,7 @@ namespace stochgrad::mpi {
 /// error string.
 class mpi_error : public error {
  public:
+  /// The message `what` (naming the call and MPI's error string) and MPI's error `code`.
   mpi_error(const std::string& what, int code) : error(what), code_(code) {}
   /// The MPI error code returned by the call.
   int code() const noexcept { return code_; }
@@ -51,6 +52,7 @@ class mpi_error : public error {
 /// the stepper has restored its parameters; the step's seed is used up on every rank alike.
 class rank_failure : public error {
  public:
+  /// The message `what` and the failing ranks `ranks` (ascending).
   rank_failure(const std::string& what, std::vector<int> ranks) : error(what), ranks_(std::move(ranks)) {}
   /// The ranks whose objective threw, ascending.
   const std::vector<int>& failed_ranks() const noexcept { return ranks_; }
@@ -71,6 +73,7 @@ class config_mismatch : public invalid_argument {
 struct traffic {
   std::uint64_t collectives = 0;  ///< collective calls made
   std::uint64_t bytes_sent = 0;   ///< payload bytes this rank contributed to them
+  /// Equal when both counters are equal.
   friend constexpr bool operator==(const traffic&, const traffic&) = default;
 };
 
@@ -126,6 +129,7 @@ class communicator {
   }
   communicator(const communicator&) = delete;
   communicator& operator=(const communicator&) = delete;
+  /// Takes over `o`'s duplicate communicator; `o` is left without one (MPI_COMM_NULL).
   communicator(communicator&& o) noexcept
       : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
         rank_(o.rank_),
@@ -133,6 +137,7 @@ class communicator {
         traffic_(o.traffic_),
         byte_counts_(std::move(o.byte_counts_)),
         byte_displs_(std::move(o.byte_displs_)) {}
+  /// Frees this communicator's duplicate, then takes over `o`'s (left with MPI_COMM_NULL).
   communicator& operator=(communicator&& o) noexcept {
     if (this != &o) {
       release();

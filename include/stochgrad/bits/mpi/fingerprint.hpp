@@ -83,6 +83,7 @@ class hasher {
   std::uint64_t h_ = 0xCBF29CE484222325ull;
 };
 
+/// Adds option field `f` of `o` (its name, then its value) to the fingerprint `h`, when `o` has one.
 #define STOCHGRAD_MPI_FIELD(f)           \
   if constexpr (requires { o.f; }) {     \
     h.text(#f);                          \

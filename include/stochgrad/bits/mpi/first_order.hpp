@@ -49,6 +49,7 @@ namespace stochgrad::mpi {
 template <real_scalar T>
 class gradient_reducer {
  public:
+  /// @param comm    the communicator (not owned; must outlive the reducer)
   /// @param bucket  elements per bucket (>= 1; default 2^20: two 4 MiB float buffers).
   /// @throws invalid_argument for bucket = 0.
   explicit gradient_reducer(communicator& comm, std::size_t bucket = std::size_t{1} << 20) : comm_(&comm), bucket_(bucket) {

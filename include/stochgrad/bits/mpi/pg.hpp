@@ -50,13 +50,19 @@ struct advantage_exchange {
   std::vector<double> rewards;        ///< the whole batch's rewards, in rank order
   std::vector<std::int64_t> ids;      ///< the whole batch's group ids, in rank order
   std::vector<double> adv;            ///< the whole batch's advantages (double rewards)
-  std::vector<float> rewards_f, adv_f;  ///< the whole batch in float (float rewards)
+  /// The whole batch's rewards in float (float rewards).
+  std::vector<float> rewards_f;
+  /// The whole batch's advantages in float (float rewards).
+  std::vector<float> adv_f;
   group_layout layout;                ///< the whole batch's groups
   /// Global index of this rank's first sample in the last batch.
   std::uint64_t offset = 0;
 
-  /// Reserved internals (wire buffers).
-  std::vector<std::uint64_t> wire_mine, wire_all;
+  /// Wire buffer of this rank's outcomes (reserved internals).
+  std::vector<std::uint64_t> wire_mine;
+  /// Wire buffer of every rank's outcomes, in rank order (reserved internals).
+  std::vector<std::uint64_t> wire_all;
+  /// Per-rank status words of the last exchange (reserved internals).
   std::vector<std::uint64_t> status;
 };
 

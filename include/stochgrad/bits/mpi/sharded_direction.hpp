@@ -42,6 +42,7 @@ namespace stochgrad::mpi {
 struct shard_range {
   std::uint64_t offset = 0;  ///< global index of the slice's first element
   std::uint64_t count = 0;   ///< elements in the slice
+  /// Equal when offset and count are equal.
   friend constexpr bool operator==(const shard_range&, const shard_range&) = default;
 };
 

@@ -109,7 +109,12 @@ inline idx_array read_idx_file(const std::string& path, std::size_t dims = 0) {
 /// A labelled dataset from an idx images tensor (n x h x w, or any n x ...) and an idx labels
 /// vector (n): row i holds the features x_ij = scale * pixel_ij (row-major pixels, j < h w) and
 /// the label y_i. `classes` is `class_names.size()` when names are given, else max label + 1.
-/// @param images_name, labels_name  names for the error messages
+/// @param images       the idx images tensor (first dimension n)
+/// @param labels       the idx labels vector (n entries)
+/// @param scale        factor applied to every pixel (default 1/255: features in [0, 1])
+/// @param class_names  names of the classes (optional)
+/// @param images_name  name of the images file, for the error messages
+/// @param labels_name  name of the labels file, for the error messages
 /// @throws data_error naming the files when the images have fewer than 2 dimensions, the labels
 ///         not exactly 1, their first sizes differ, there are no rows, or a label is >= the
 ///         number of class names given.
