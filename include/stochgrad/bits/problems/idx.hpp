@@ -109,6 +109,10 @@ inline idx_array read_idx_file(const std::string& path, std::size_t dims = 0) {
 /// A labelled dataset from an idx images tensor (n x h x w, or any n x ...) and an idx labels
 /// vector (n): row i holds the features x_ij = scale * pixel_ij (row-major pixels, j < h w) and
 /// the label y_i. `classes` is `class_names.size()` when names are given, else max label + 1.
+/// @param images       the images, n x ... (e.g. n x 28 x 28)
+/// @param labels       the labels, n
+/// @param scale        factor applied to every pixel (1/255 maps bytes to [0, 1])
+/// @param class_names  names of the classes by label (empty: unnamed)
 /// @param images_name, labels_name  names for the error messages
 /// @throws data_error naming the files when the images have fewer than 2 dimensions, the labels
 ///         not exactly 1, their first sizes differ, there are no rows, or a label is >= the
