@@ -244,8 +244,8 @@ int run(int argc, char** argv) {
   try {
     for (std::size_t i = 0; i < used_problems.size(); ++i) instances[i] = instantiate(*used_problems[i]);
   } catch (const stochgrad::error& e) {
-    fmt::print(stderr, "shootout: {}\n(the datasets are looked up in --data-dir, default {})\n", e.what(),
-               STOCHGRAD_DATA_DIR);
+    fmt::print(stderr, "shootout: {}\n(the datasets are looked up in --data-dir, default {}; Fashion-MNIST in "
+               "--fashion-mnist-dir, default {})\n", e.what(), STOCHGRAD_DATA_DIR, STOCHGRAD_FASHION_MNIST_DIR);
     return 1;
   }
   std::unique_ptr<stochgrad::thread_pool> pool;

@@ -94,9 +94,9 @@ sp::train_test<T> fashion_split(const std::string& dir, std::size_t n_train, std
   const auto part = [&](const std::string& prefix, std::size_t n) {
     const std::string img = dir + "/" + prefix + "-images-idx3-ubyte.gz";
     const std::string lab = dir + "/" + prefix + "-labels-idx1-ubyte.gz";
-    return head_rows(sp::idx_classification<T>(cached_idx_gz(img, 3), cached_idx_gz(lab, 1), 1.0 / 255.0,
-                                               sp::fashion_mnist_class_names(), img, lab),
-                     n);
+    const sp::idx_array& images = cached_idx_gz(img, 3);  // images first: errors in a fixed order
+    const sp::idx_array& labels = cached_idx_gz(lab, 1);
+    return head_rows(sp::idx_classification<T>(images, labels, 1.0 / 255.0, sp::fashion_mnist_class_names(), img, lab), n);
   };
   sp::train_test<T> s{part("train", n_train), part("t10k", n_test)};
   const sp::standardizer<T> st(s.train);

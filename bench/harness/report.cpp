@@ -716,7 +716,7 @@ nav a { margin-right: 12px; white-space: nowrap; }
 section.problem { border-top: 2px solid #dde1e6; padding-top: 14px; margin-top: 22px; }
 .desc { color: #444; margin: 0 0 8px; overflow-wrap: anywhere; }
 .layout { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
-.tablebox { flex: 3 1 940px; min-width: 0; overflow-x: auto; }
+.tablebox { flex: 0 1 auto; max-width: 100%; min-width: 0; overflow-x: auto; }
 .plots { flex: 1 1 340px; min-width: 0; display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 8px; }
 .plots img { width: 100%; height: auto; border: 1px solid #e4e4e4; border-radius: 4px; }
 table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
