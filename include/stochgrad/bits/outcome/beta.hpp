@@ -196,6 +196,20 @@ class beta_normalizer {
 
   /// The options.
   const bnpo_options& options() const noexcept { return opt_; }
+
+  /// Refuses a `bnpo_mean` whose range or compatibility mode differs from this normalizer's
+  /// (called by `advantages()` and the policy-gradient step through `detail::check_advantage_inputs`).
+  /// @throws invalid_argument naming both ranges
+  void check_baseline(const char* what, const bnpo_mean& b) const {
+    const bnpo_options& x = b.options;
+    const bnpo_options& y = opt_;
+    if (x.min_value != y.min_value || x.max_value != y.max_value || x.reference_compatible != y.reference_compatible) {
+      throw invalid_argument(std::string(what) + ": bnpo_mean and beta_normalizer have different options (reward range [" +
+                             detail::num_to_string(x.min_value) + ", " + detail::num_to_string(x.max_value) + "] vs [" +
+                             detail::num_to_string(y.min_value) + ", " + detail::num_to_string(y.max_value) +
+                             "], or reference_compatible); construct both from the same bnpo_options");
+    }
+  }
   /// The Beta fit of the last `apply` call.
   const beta_fit& last_fit() const noexcept { return fit_; }
 
