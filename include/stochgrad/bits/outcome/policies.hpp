@@ -510,7 +510,9 @@ advantage_stats grpo_contiguous(std::span<const T> r, std::size_t P, std::size_t
 // ---------------------------------------------------------------------------------------------
 
 /// Advantages `A = normalizer(baseline(r))`, with NaN results mapped to 0 (unscorable samples and
-/// undefined group statistics contribute no gradient),.
+/// undefined group statistics contribute no gradient), unless the normalizer says its NaN results
+/// are deliberate (`nrm.keeps_nan()`: `beta_normalizer` in `reference_compatible` mode when the
+/// reference itself returns NaN advantages, bits/outcome/beta.hpp); they are then returned as NaN.
 /// @param b    baseline policy
 /// @param nrm  normalizer policy
 /// @param r    outcomes (rewards, losses), one per sample; NaN = no outcome
@@ -521,8 +523,8 @@ advantage_stats grpo_contiguous(std::span<const T> r, std::size_t P, std::size_t
 ///         policy parameters or a baseline and normalizer that disagree (BNPO options); nonfinite_error
 ///         for an infinite outcome (`detail::check_advantage_inputs`, the policy-gradient step's
 ///         own validation); whatever the policies throw (e.g. BNPO rewards out of range). Nothing
-///         is written to `adv` before these checks pass; if a policy throws later (e.g. BNPO's
-///         reference-compatible fit), `adv` may hold the baseline values.
+///         is written to `adv` before these checks pass; if a policy throws later (BNPO's
+///         reference-compatible fit of saturated prompts), `adv` may hold the baseline values.
 template <baseline_policy B, normalizer_policy N, real_scalar T>
 advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const group_layout& g, std::span<T> adv) {
   detail::check_outcome_sizes("advantages", r.size(), adv.size(), g);
@@ -538,6 +540,10 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
   }
   b.compute(r, g, adv);
   nrm.apply(r, std::span<const T>(adv.data(), adv.size()), g, adv);
+  // A normalizer may declare its NaN results deliberate (BNPO's reference_compatible mode
+  // reproducing the reference's NaN advantages): they are then left NaN, not counted as zeroed.
+  bool keep_nan = false;
+  if constexpr (requires { nrm.keeps_nan(); }) keep_nan = nrm.keeps_nan();
   advantage_stats st;
   st.samples = r.size();
   st.groups = g.groups();
@@ -552,7 +558,7 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
       st.nan_outcomes += nan_r ? 1 : 0;
       mn = nan_r ? mn : std::min(mn, v);
       mx = nan_r ? mx : std::max(mx, v);
-      if (std::isnan(static_cast<double>(adv[n]))) {
+      if (!keep_nan && std::isnan(static_cast<double>(adv[n]))) {
         adv[n] = T(0);
         ++st.zeroed;
       }
