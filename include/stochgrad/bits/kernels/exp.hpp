@@ -10,7 +10,12 @@
 /// exp(r) by its Taylor polynomial of degree 13 (truncation < 3e-18 relative) in Horner form:
 /// error within a few ulp of the correctly rounded value over |x| <= 708. Registers with a lane
 /// outside that range (or NaN/Inf) are passed to `xsimd::exp`, which handles overflow, underflow
-/// and special values.
+/// and special values, after clamping: xsimd converts x log2(e) to int64 for every lane, which is
+/// undefined behaviour for |x| beyond ~6.4e18 and for NaN (UBSan's float-cast-overflow reports it
+/// for log-ratios near 1e30). So lanes are first clamped to [-750, 710] (e^x is already 0 below
+/// -745.14 and +inf above 709.79, so +-inf and every huge value keep their result) and NaN lanes
+/// are computed as 0 and put back afterwards: `exp(x) = x` for NaN. Lanes in [-750, 710] are
+/// unchanged, so the results are bit for bit xsimd's.
 #pragma once
 
 #include <bit>
@@ -25,7 +30,11 @@ template <class A>
 STOCHGRAD_ALWAYS_INLINE xsimd::batch<double, A> exp(const xsimd::batch<double, A>& x) noexcept {
   using V = xsimd::batch<double, A>;
   using I = xsimd::batch<std::int64_t, A>;
-  if (!xsimd::all(xsimd::abs(x) <= V(708.0))) return xsimd::exp(x);
+  if (!xsimd::all(xsimd::abs(x) <= V(708.0))) {
+    const auto nan = xsimd::isnan(x);
+    const V xc = xsimd::select(nan, V(0.0), xsimd::min(xsimd::max(x, V(-750.0)), V(710.0)));
+    return xsimd::select(nan, x, xsimd::exp(xc));
+  }
   constexpr double log2e = 1.4426950408889634074;
   constexpr double ln2_hi = 6.93147180369123816490e-01;  // ln 2 to 32 bits: k * ln2_hi is exact
   constexpr double ln2_lo = 1.90821492927058770002e-10;

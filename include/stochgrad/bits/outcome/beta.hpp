@@ -21,7 +21,7 @@
 /// | case | default | reference_compatible |
 /// |---|---|---|
 /// | saturated group (p = 0 or 1) | density 0 or `0 log 0 = 0` -> weight capped, A = 0 | same (torch >= 2.1 `xlogy`) |
-/// | all p_i equal (v <= 1e-12) | alpha = beta = 1 | throws `invalid_argument` (the reference fails: Beta argument error or NaN) |
+/// | all p_i equal (v <= 1e-12) | alpha = beta = 1 | v = 0 with 0 < m < 1 (e.g. every p_i = 0.5): k = +inf, alpha = beta = +inf, NaN advantages, as the reference returns (`beta_fit::reference_nan`; `advantages()` leaves them NaN, a step refuses them with `nonfinite_error`); every p_i = 0 or 1: throws `invalid_argument` (the reference stops with a Beta argument error) |
 /// | a single prompt | m = 0, v = 1 -> alpha = beta = 1 | same |
 /// | over-dispersed batch (k < 0) | clamp -> alpha = beta = 1 | same |
 /// | group with one sample | advantage 0, excluded from the fit | p_i = 0, included in the fit (A = w(0) s_n) |
@@ -70,13 +70,18 @@ struct beta_fit {
   double alpha = 1.0;       ///< max(1, 1 + a/3), or 1 after the variance guard
   double beta = 1.0;        ///< max(1, 1 + b/3), or 1 after the variance guard
   bool variance_guard = false;  ///< true when v <= variance_floor forced alpha = beta = 1
+  /// reference_compatible only: v = 0 with 0 < m < 1, where the reference computes
+  /// k = m (1 - m) / 0 - 1 = +inf, a = b = alpha = beta = +inf and a NaN Beta density, hence NaN
+  /// weights and advantages for every prompt of the fit (kept NaN by `advantages()`).
+  bool reference_nan = false;
 };
 
 /// Method-of-moments fit of the per-prompt means `p` (as the BNPO reference's
 /// `compute_bnpo_outcome_advantage` does it, with its edge cases).
 /// @param p                    per-prompt means in [0, 1]
 /// @param variance_floor       v <= this gives alpha = beta = 1 (default mode)
-/// @param reference_compatible v == 0 throws instead (the BNPO repository fails there)
+/// @param reference_compatible no floor: v == 0 gives the reference's infinite fit
+///                             (`reference_nan`) when 0 < m < 1, and throws when m is 0 or 1
 /// @throws invalid_argument as described
 inline beta_fit fit_bnpo_beta(std::span<const double> p, double variance_floor = 1e-12,
                               bool reference_compatible = false) {
@@ -95,9 +100,16 @@ inline beta_fit fit_bnpo_beta(std::span<const double> p, double variance_floor =
   }
   if (reference_compatible) {
     if (!(f.variance > 0.0)) {
+      if (f.mean > 0.0 && f.mean < 1.0) {
+        // The reference: k = m (1 - m) / 0 - 1 = +inf, a = k m = +inf, b = k (1 - m) = +inf,
+        // alpha = max(1, 1 + a/3) = +inf, beta = +inf; its Beta log-density is then NaN.
+        f.a = f.b = f.alpha = f.beta = std::numeric_limits<double>::infinity();
+        f.reference_nan = true;
+        return f;
+      }
       throw invalid_argument(
           "beta_normalizer (reference_compatible): every per-prompt mean p_i equals " + detail::num_to_string(f.mean) +
-          " (variance 0); the BNPO reference fails here (Beta argument error or NaN advantages). The default mode "
+          " (variance 0, k = 0/0); the BNPO reference stops here with a Beta argument error. The default mode "
           "falls back to alpha = beta = 1.");
     }
   } else if (f.variance <= variance_floor) {
@@ -201,8 +213,25 @@ class beta_normalizer {
 
   /// The options.
   const bnpo_options& options() const noexcept { return opt_; }
+
+  /// Refuses a `bnpo_mean` whose range or compatibility mode differs from this normalizer's
+  /// (called by `advantages()` and the policy-gradient step through `detail::check_advantage_inputs`).
+  /// @throws invalid_argument naming both ranges
+  void check_baseline(const char* what, const bnpo_mean& b) const {
+    const bnpo_options& x = b.options;
+    const bnpo_options& y = opt_;
+    if (x.min_value != y.min_value || x.max_value != y.max_value || x.reference_compatible != y.reference_compatible) {
+      throw invalid_argument(std::string(what) + ": bnpo_mean and beta_normalizer have different options (reward range [" +
+                             detail::num_to_string(x.min_value) + ", " + detail::num_to_string(x.max_value) + "] vs [" +
+                             detail::num_to_string(y.min_value) + ", " + detail::num_to_string(y.max_value) +
+                             "], or reference_compatible); construct both from the same bnpo_options");
+    }
+  }
   /// The Beta fit of the last `apply` call.
   const beta_fit& last_fit() const noexcept { return fit_; }
+  /// True when the last `apply` produced the reference's NaN advantages on purpose
+  /// (`beta_fit::reference_nan`): `advantages()` then leaves NaN in place instead of mapping it to 0.
+  bool keeps_nan() const noexcept { return fit_.reference_nan; }
 
   /// Fits Beta(alpha, beta) to the prompts' mean rewards p_i (prompts with >= 2 valid rewards) and
   /// writes `adv_n = w_i (r_n - base_n) / (max - min)`, `w_i = min(1 / f(p_i), weight_cap)`; prompts
@@ -241,6 +270,10 @@ class beta_normalizer {
     fit_ = fit_bnpo_beta(std::span<const double>(fitp_.data(), used), opt_.variance_floor, opt_.reference_compatible);
     for (std::size_t k = 0; k < G; ++k) {
       if (!in_[k]) continue;
+      if (fit_.reference_nan) {
+        w_[k] = detail::nan_v;  // the reference's clip(1 / NaN, 0, 1e6) is NaN
+        continue;
+      }
       const double f = std::exp(beta_log_density(p_[k], fit_.alpha, fit_.beta));
       w_[k] = f > 0.0 ? std::min(1.0 / f, opt_.weight_cap) : opt_.weight_cap;
     }

@@ -130,7 +130,9 @@ inline void check_reward_weights(std::span<const double> w, reward_aggregation m
 /// @param scratch   work buffers (grown as needed, never shrunk)
 /// @return statistics of the final advantages (NaN outcomes = unscorable samples)
 /// @throws size_mismatch / invalid_argument on inconsistent sizes, an empty or non-finite weight
-///         list, a zero weight sum for `decompose`, a negative final_eps; whatever the policies throw
+///         list, a zero weight sum for `decompose`, a negative final_eps; nonfinite_error for an
+///         infinite entry and invalid_argument for a baseline / normalizer pair that disagree
+///         (`detail::check_advantage_inputs`, as `advantages()`); whatever the policies throw
 template <baseline_policy Base, normalizer_policy Norm, real_scalar T>
 advantage_stats combined_advantages(const Base& base, const Norm& nrm, std::span<const double> weights, reward_aggregation mode,
                                     double final_eps, std::span<const T> rewards_per_func, const group_layout& g,
@@ -140,6 +142,7 @@ advantage_stats combined_advantages(const Base& base, const Norm& nrm, std::span
   detail::require_nonnegative_eps("multi_reward", final_eps);
   detail::check_reward_matrix("multi_reward", rewards_per_func.size(), N, K);
   detail::require_same_size("multi_reward", "layout samples", N, "advantages", adv.size());
+  detail::check_advantage_inputs("multi_reward", base, nrm, rewards_per_func, K);
   scratch.reserve(N, g.groups());
   std::span<double> r(scratch.r.data(), N), tmp(scratch.tmp.data(), N), acc(scratch.acc.data(), N);
   std::vector<unsigned char>& any = scratch.any;

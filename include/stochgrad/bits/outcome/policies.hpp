@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <string>
 #include <type_traits>
 
 #include "../config.hpp"
@@ -196,6 +197,44 @@ inline void check_outcome_sizes(const char* what, std::size_t r, std::size_t out
 
 inline void require_nonnegative_eps(const char* what, double eps) {
   require(eps >= 0.0 && std::isfinite(eps), what, "eps", eps, "finite and >= 0");
+}
+
+/// Refuses an infinite outcome (NaN marks an unscorable one and passes): `nonfinite_error` naming
+/// `reward[n]`, or `reward[n][k]` for a row-major `[N x K]` matrix with K > 1.
+[[noreturn]] [[gnu::noinline, gnu::cold]] inline void throw_infinite_outcome(const char* what, std::size_t i,
+                                                                             std::size_t K, double v) {
+  std::string msg(what);
+  msg += ": reward[";
+  msg += std::to_string(K > 1 ? i / K : i);
+  if (K > 1) {
+    msg += "][";
+    msg += std::to_string(i % K);
+  }
+  msg += "] = ";
+  msg += num_to_string(v);
+  msg += " is infinite (NaN marks an unscorable completion; infinities are rejected)";
+  throw nonfinite_error(msg);
+}
+
+template <class T>
+void check_no_infinite_outcome(const char* what, std::span<const T> r, std::size_t K = 1) {
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const double v = static_cast<double>(r[i]);
+    if (std::isinf(v)) throw_infinite_outcome(what, i, K, v);
+  }
+}
+
+/// The validation shared by `advantages()`, `combined_advantages()` and the policy-gradient step
+/// (one path, so that the free functions refuse exactly what `step()` refuses): infinite outcomes
+/// (`nonfinite_error`), and a baseline / normalizer pair the normalizer declares incompatible
+/// (a normalizer with `check_baseline(what, b)`, e.g. `beta_normalizer` with a `bnpo_mean` of
+/// other options: `invalid_argument`). Sizes are checked by the callers, which know their layout.
+template <class B, class N, class T>
+void check_advantage_inputs(const char* what, const B& b, const N& nrm, std::span<const T> r, std::size_t K = 1) {
+  if constexpr (requires { nrm.check_baseline(what, b); }) nrm.check_baseline(what, b);
+  // The std normalizers' eps, before the baseline is written into the caller's buffer.
+  if constexpr (requires { N::name; nrm.eps; }) require_nonnegative_eps(N::name, nrm.eps);
+  check_no_infinite_outcome(what, r, K);
 }
 
 }  // namespace detail
@@ -482,20 +521,27 @@ advantage_stats grpo_contiguous(std::span<const T> r, std::size_t P, std::size_t
 // ---------------------------------------------------------------------------------------------
 
 /// Advantages `A = normalizer(baseline(r))`, with NaN results mapped to 0 (unscorable samples and
-/// undefined group statistics contribute no gradient).
+/// undefined group statistics contribute no gradient), unless the normalizer says its NaN results
+/// are deliberate (`nrm.keeps_nan()`: `beta_normalizer` in `reference_compatible` mode when the
+/// reference itself returns NaN advantages, bits/outcome/beta.hpp); they are then returned as NaN.
 /// @param b    baseline policy
 /// @param nrm  normalizer policy
 /// @param r    outcomes (rewards, losses), one per sample; NaN = no outcome
 /// @param g    grouping of the samples (`g.samples() == r.size()`)
 /// @param adv  output, same length as `r`; used as the baseline buffer too (no allocation)
 /// @return counts of NaN outcomes, constant groups and all-zero groups
-/// @throws size_mismatch if the lengths differ; invalid_argument for an empty batch or invalid
-///         policy parameters (and whatever the policies throw, e.g. BNPO rewards out of range)
+/// @throws size_mismatch if the lengths differ; invalid_argument for an empty batch, invalid
+///         policy parameters or a baseline and normalizer that disagree (BNPO options); nonfinite_error
+///         for an infinite outcome (`detail::check_advantage_inputs`, the policy-gradient step's
+///         own validation); whatever the policies throw (e.g. BNPO rewards out of range). Nothing
+///         is written to `adv` before these checks pass; if a policy throws later (BNPO's
+///         reference-compatible fit of saturated prompts), `adv` may hold the baseline values.
 template <baseline_policy B, normalizer_policy N, real_scalar T>
 advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const group_layout& g, std::span<T> adv) {
   detail::check_outcome_sizes("advantages", r.size(), adv.size(), g);
   detail::require_data("advantages", "outcomes", r.data(), r.size());
   detail::require_data("advantages", "advantages", adv.data(), adv.size());
+  detail::check_advantage_inputs("advantages", b, nrm, r);
   if constexpr (std::is_same_v<B, group_mean> && std::is_same_v<N, group_std>) {
     // GRPO on the contiguous [P x G] layout: one SIMD kernel (lanes = groups), same bits.
     if (g.is_contiguous() && g.group_size() >= 2) {
@@ -505,6 +551,10 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
   }
   b.compute(r, g, adv);
   nrm.apply(r, std::span<const T>(adv.data(), adv.size()), g, adv);
+  // A normalizer may declare its NaN results deliberate (BNPO's reference_compatible mode
+  // reproducing the reference's NaN advantages): they are then left NaN, not counted as zeroed.
+  bool keep_nan = false;
+  if constexpr (requires { nrm.keeps_nan(); }) keep_nan = nrm.keeps_nan();
   advantage_stats st;
   st.samples = r.size();
   st.groups = g.groups();
@@ -519,7 +569,7 @@ advantage_stats advantages(const B& b, const N& nrm, std::span<const T> r, const
       st.nan_outcomes += nan_r ? 1 : 0;
       mn = nan_r ? mn : std::min(mn, v);
       mx = nan_r ? mx : std::max(mx, v);
-      if (std::isnan(static_cast<double>(adv[n]))) {
+      if (!keep_nan && std::isnan(static_cast<double>(adv[n]))) {
         adv[n] = T(0);
         ++st.zeroed;
       }

@@ -496,30 +496,8 @@ class score_function {
                             std::to_string(pl.length) + " (iterations = " + std::to_string(o_.iterations) + ")");
       }
     }
-    check_bnpo_pair(s, what);
     pl.store_old = !pl.estimate_only && pl.fresh && o_.iterations > 1;
     return pl;
-  }
-
-  // BNPO's baseline and normalizer must agree on their options.
-  template <class S>
-  static void check_bnpo_pair(const S& s, const char* what) {
-    if constexpr (std::is_same_v<typename S::baseline_type, bnpo_mean> &&
-                  std::is_same_v<typename S::normalizer_type, beta_normalizer>) {
-      const bnpo_options& x = s.baseline().options;
-      const bnpo_options& y = s.normalizer().options();
-      if (x.min_value != y.min_value || x.max_value != y.max_value || x.reference_compatible != y.reference_compatible) {
-        throw invalid_argument(std::string(what) +
-                               ": bnpo_mean and beta_normalizer have different options (reward range [" +
-                               detail::num_to_string(x.min_value) + ", " + detail::num_to_string(x.max_value) +
-                               "] vs [" + detail::num_to_string(y.min_value) + ", " +
-                               detail::num_to_string(y.max_value) +
-                               "], or reference_compatible); construct both from the same bnpo_options");
-      }
-    } else {
-      (void)s;
-      (void)what;
-    }
   }
 
   // Phase 2: the advantages of the call (computed for a fresh batch, else those stored at its start).
@@ -625,16 +603,10 @@ class score_function {
                           std::to_string(K));
     }
     detail::require_data(what, "rewards", rewards.data(), rewards.size());
+    // The validation of advantages() / combined_advantages(), before anything is written.
+    detail::check_advantage_inputs(what, s.baseline(), s.normalizer(), rewards, weights.empty() ? 1 : K);
     stochgrad::detail::grow(st.rewards, N * K);
-    for (std::size_t i = 0; i < N * K; ++i) {
-      const double v = static_cast<double>(rewards[i]);
-      if (std::isinf(v)) {
-        throw nonfinite_error(std::string(what) + ": reward[" + std::to_string(i / K) + "][" + std::to_string(i % K) +
-                              "] = " + detail::num_to_string(v) +
-                              " is infinite (NaN marks an unscorable completion; infinities are rejected)");
-      }
-      st.rewards[i] = v;
-    }
+    for (std::size_t i = 0; i < N * K; ++i) st.rewards[i] = static_cast<double>(rewards[i]);
     // NaN-aware mean of the combined reward.
     double sum = 0.0;
     std::size_t count = 0;

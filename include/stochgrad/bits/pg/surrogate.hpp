@@ -123,11 +123,22 @@ struct surrogate_options {
 /// Diagnostics of one surrogate evaluation. Fractions are over active tokens (token ratios) or
 /// over non-empty sequences (sequence ratios); the `verl` conventions divide by `M + 1e-8` as verl
 /// logs them.
+///
+/// The clip fractions are TRL's `clip_ratio/*` metrics, read from `rho_u` = the ratio TRL calls
+/// `coef_1` when it logs them: `rho_u = min(rho, delta)` with two-sided clipping (`delta > 0`,
+/// TRL `args.delta`), `rho_u = rho` without. Per token (sequence with GSPO):
+///
+///     low    = rho_u < 1 - eps_low  and A < 0
+///     high   = rho_u > 1 + eps_high and A > 0
+///     region = low or high
+///
+/// So with `delta <= 1 + eps_high` no token is high-clipped and with `delta < 1 - eps_low` every
+/// token with A < 0 is low-clipped, as TRL reports (the loss and coefficients do not depend on it).
 struct surrogate_diagnostics {
   double active_tokens = 0.0;        ///< M = sum of the mask
   std::size_t active_sequences = 0;  ///< sequences with at least one active token
-  double clip_low_fraction = 0.0;    ///< rho < 1 - eps_low with A < 0 (TRL clip_ratio/low_mean)
-  double clip_high_fraction = 0.0;   ///< rho > 1 + eps_high with A > 0 (TRL clip_ratio/high_mean)
+  double clip_low_fraction = 0.0;    ///< rho_u < 1 - eps_low with A < 0 (TRL clip_ratio/low_mean)
+  double clip_high_fraction = 0.0;   ///< rho_u > 1 + eps_high with A > 0 (TRL clip_ratio/high_mean)
   double clip_region_fraction = 0.0; ///< either (TRL clip_ratio/region_mean, verl pg_clipfrac)
   double clip_low_min = 0.0;         ///< smallest per-sequence low-clip fraction (TRL clip_ratio/low_min)
   double clip_high_max = 0.0;        ///< largest per-sequence high-clip fraction (TRL clip_ratio/high_max)
@@ -175,8 +186,9 @@ inline clip_eval clipped_policy_term(double rho, double a, double lo, double hi,
     e.value = x1;
     e.d_rho = 0.5 * (-a * du - a * dc);
   }
-  e.low = rho < lo && a < 0.0;
-  e.high = rho > hi && a > 0.0;
+  // TRL's clip metrics read coef_1 after `coef_1 = clamp(coef_1, max=delta)`: rho_u, not rho.
+  e.low = rho_u < lo && a < 0.0;
+  e.high = rho_u > hi && a > 0.0;
   e.dual = false;
   if (c > 0.0 && a < 0.0) {
     const double x3 = -a * c;
@@ -350,8 +362,8 @@ bool token_row_simd(const surrogate_options& o, const token_batch<T, Mask>& b, s
     V val = xsimd::max(x1, x2);
     const V d1 = na * du, d2 = na * dc;
     V dl = xsimd::select(x1 > x2, d1, xsimd::select(x2 > x1, d2, vhalf * (d1 + d2)));
-    const auto low = (rho < vlo) && (a < vzero);
-    const auto high = (rho > vhi) && (a > vzero);
+    const auto low = (rho_u < vlo) && (a < vzero);  // rho_u = min(rho, delta): TRL's metrics (see clipped_policy_term)
+    const auto high = (rho_u > vhi) && (a > vzero);
     V dual_m = vzero;
     if (o.dual_clip > 0.0) {
       const auto neg = a < vzero;
