@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what stochgrad's build, tests and harness need on Debian 12 (bookworm), if missing.
 # Sourced by .ci/test.sh and .ci/demo.sh. Runs apt-get as root, or through sudo.
+# clang-14 and libclang-rt-14-dev build the libFuzzer targets of fuzz/ (.ci/fuzz.sh).
 # libtorch-dev (1.13, CPU) enables the optional component stochgrad::torch and its tests (label torch).
 sg_packages=(cmake ninja-build g++ pkg-config libeigen3-dev libxsimd-dev catch2 libbenchmark-dev
              libfmt-dev nlohmann-json3-dev dieharder libtorch-dev
-             zlib1g-dev dataset-fashion-mnist)
+             zlib1g-dev dataset-fashion-mnist clang-14 libclang-rt-14-dev)
 sg_missing=()
 for p in "${sg_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || sg_missing+=("$p")
