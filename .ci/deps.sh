@@ -10,6 +10,8 @@ sg_packages=(cmake ninja-build g++ pkg-config libeigen3-dev libxsimd-dev catch2 
              zlib1g-dev dataset-fashion-mnist doxygen libopenmpi-dev openmpi-bin)
 # chromium renders the shoot-out report in its browser test (smoke_shootout_report; SKIPPED without it).
 sg_packages+=(chromium)
+# clang-14 and libclang-rt-14-dev build the libFuzzer targets of fuzz/ (.ci/fuzz.sh).
+sg_packages+=(clang-14 libclang-rt-14-dev)
 sg_missing=()
 for p in "${sg_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || sg_missing+=("$p")

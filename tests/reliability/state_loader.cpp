@@ -105,3 +105,17 @@ TEST_CASE("every truncation of a real state with a recomputed checksum gives sta
   std::istringstream ok(full);
   REQUIRE_NOTHROW(st.load(ok));
 }
+
+TEST_CASE("a replay log with an impossible entry count is refused before allocating", "[reliability][state][replay]") {
+  // Found by the fuzz target replay_log (fuzz/corpus/replay_log/c_huge_count): on main the count
+  // 2^40 went straight to entries_.assign() (an 80 TB request, std::bad_alloc / length_error).
+  sg::zo::replay_log empty;
+  std::ostringstream os;
+  empty.save(os);
+  std::string payload = os.str().substr(sizeof sg::detail::state_magic + 4);
+  payload.resize(payload.size() - 16);  // drop the count (u64 0) and the checksum
+  std::istringstream is(image(payload + raw<std::uint64_t>(std::uint64_t{1} << 40)));
+  sg::zo::replay_log log;
+  REQUIRE_THROWS_AS(log.load(is), sg::state_error);
+  CHECK(log.empty());
+}

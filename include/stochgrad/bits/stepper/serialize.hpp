@@ -190,6 +190,14 @@ class state_reader {
     for (auto& x : v) field(name, x);
   }
 
+  /// Refuses a count of `n` items of at least `min_bytes` payload bytes each that the bytes left
+  /// cannot hold (call before allocating `n` items). @throws state_error naming the field
+  void require_count(const char* name, std::uint64_t n, std::size_t min_bytes) const {
+    if (min_bytes == 0 || n > (end_ - pos_) / min_bytes) {
+      throw state_error(std::string("load: field '") + name + "' has an impossible count");
+    }
+  }
+
   /// Throws unless every byte was consumed.
   void finish() const {
     if (pos_ != end_) throw state_error("load: trailing data after the last field (state of another configuration?)");

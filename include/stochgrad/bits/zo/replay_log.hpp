@@ -87,7 +87,14 @@ class replay_log {
     if (magic != "zo_replay_log") throw state_error("load: not a zeroth-order replay log");
     std::uint64_t n = entries_.size();
     ar.field("entries", n);
-    if (Ar::loading) entries_.assign(static_cast<std::size_t>(n), replay_entry{});
+    if constexpr (Ar::loading) {
+      // Each entry takes at least its seven record headers and values (checked before allocating:
+      // a crafted count must be a state_error, not a multi-terabyte allocation).
+      constexpr std::size_t min_entry = (3 + 4 + 8) + (3 + 4 + 8) + (3 + 4 + 8) + (3 + 3 + 8) + (3 + 7 + 8) +
+                                        (3 + 7 + 8) + (3 + 12 + 8);
+      ar.require_count("entries", n, min_entry);
+      entries_.assign(static_cast<std::size_t>(n), replay_entry{});
+    }
     for (auto& e : entries_) {
       ar.field("call", e.call);
       ar.field("step", e.step);
