@@ -112,7 +112,7 @@ void BM_mezo_step(benchmark::State& st) {
 void BM_spsa_step_fused_next(benchmark::State& st) {
   const auto n = static_cast<std::size_t>(st.range(0));
   std::span<float> x(buffer(n).data(), n);
-  sg::spsa<float> s(sg::parameters<float>(x), sg::optim::sgd<sg::spall_gain>({.lr = 1e-9}, sg::spall_gain{10, 0.602}),
+  sg::spall_spsa<float> s(sg::parameters<float>(x), sg::optim::sgd<sg::spall_gain>({.lr = 1e-9}, sg::spall_gain{10, 0.602}),
                     sg::zo::two_point<sg::rademacher, sg::zo::spall_perturbation>(
                         {.eps = 1e-3, .seed = 2, .mode = sg::zo::pass_mode::fused_next}),
                     {}, {}, exec_for(static_cast<int>(st.range(1))));

@@ -23,7 +23,7 @@ int main() {
 
   std::vector<double> x(d, 1.0);
   const double f0 = clean(x);
-  stochgrad::spsa<double> spsa(
+  stochgrad::spall_spsa<double> spsa(
       stochgrad::parameters<double>(std::span<double>(x)),
       stochgrad::optim::sgd<stochgrad::spall_gain>({.lr = 0.5}, {.A = 200, .alpha = 0.602}),         // a, A, alpha
       stochgrad::zo::two_point<stochgrad::rademacher, stochgrad::zo::spall_perturbation>({.eps = 0.01, .seed = 1},

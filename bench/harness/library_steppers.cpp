@@ -162,8 +162,8 @@ struct sparse_mezo_recipe {
 // unless a is set: the same dimension scaling as MeZO's lr).
 struct spsa_recipe {
   template <class T>
-  static sg::spsa<T> make(std::span<T> x, const run_setup& s, std::uint64_t seed) {
-    return sg::spsa<T>(
+  static sg::spall_spsa<T> make(std::span<T> x, const run_setup& s, std::uint64_t seed) {
+    return sg::spall_spsa<T>(
         sg::parameters<T>(x),
         optim::sgd<sg::spall_gain>({.lr = zo_lr(s, "a")}, sg::spall_gain{.A = s.hp_or("A", 0.0), .alpha = s.hp_or("alpha", 0.602)}),
         zo::two_point<sg::rademacher, zo::spall_perturbation>({.eps = s.hp("c"), .q = count_hp(s, "q", 1, 1, 4096), .seed = seed},

@@ -184,11 +184,21 @@ template <class T = float>
 using sparse_mezo = stepper<zo::two_point<gaussian, constant_schedule, zo::magnitude_mask>, no_baseline, no_normalizer,
                             optim::sgd<>, T>;
 
-/// Spall's SPSA: Rademacher two-point estimate with c_k = c/(k+1)^0.101, SGD with
-/// a_k = a/(k+1+A)^0.602 (Spall's practical exponents; A about 10 % of the iterations, c about the
-/// noise level, a from the first steps' size are problem-dependent: pass them).
+/// Spall's SPSA with hand-set gains: Rademacher two-point estimate with c_k = c/(k+1)^0.101, SGD
+/// with a_k = a/(k+1+A)^0.602 (Spall's practical exponents; A about 10 % of the iterations, c about
+/// the noise level, a from the first steps' size are problem-dependent: pass them). `spsa` is the
+/// same method with the gains calibrated and blocking on.
 template <class T = float>
-using spsa = stepper<zo::two_point<rademacher, zo::spall_perturbation>, no_baseline, no_normalizer,
+using spall_spsa = stepper<zo::two_point<rademacher, zo::spall_perturbation>, no_baseline, no_normalizer,
+                           optim::sgd<spall_gain>, T>;
+
+/// SPSA that needs no tuning: Spall's SPSA (as `spall_spsa`) whose gains a, A and c are calibrated
+/// from a few evaluations before the first step, with blocking of steps that raise the loss
+/// (zo::calibrated, zo/calibrated.hpp). Tell it the planned number of steps:
+/// `stochgrad::spsa<double> s(x, {}, {.planned_steps = 2000});` then `s.step(f)`; the calibration
+/// is in `s.est_state().calibration` (and saved with the state).
+template <class T = float>
+using spsa = stepper<zo::calibrated<zo::two_point<rademacher, zo::spall_perturbation>>, no_baseline, no_normalizer,
                      optim::sgd<spall_gain>, T>;
 
 /// SPSA-GC of **BlackVIP** (Oh et al., CVPR 2023), not DREAM's GC-SPSA (`gc_spsa`): segmented-uniform

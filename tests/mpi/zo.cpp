@@ -244,7 +244,7 @@ TEST_CASE("data_parallel: ranks built differently are refused on every rank, not
   SECTION("another stepper type") {
     std::string msg;
     if (odd) {
-      stochgrad::spsa<float> s2(w, {.lr = 0.05}, {.eps = 1e-3, .seed = 7});
+      stochgrad::spall_spsa<float> s2(w, {.lr = 0.05}, {.eps = 1e-3, .seed = 7});
       msg = refusal([&] { smpi::data_parallel dp(comm, s2, 5); });
     } else {
       msg = refusal([&] { smpi::data_parallel dp(comm, m, 5); });

@@ -55,8 +55,8 @@ TEST_CASE("short construction steps exactly like the long form", "[stepper][cons
   }
   SECTION("spsa") {
     std::vector<double> x(50, 1.0), y = x;
-    sg::spsa<double> s(x, {.lr = 0.2}, {.eps = 0.01});
-    sg::spsa<double> l(sg::parameters<double>(std::span<double>(y)), sg::optim::sgd<sg::spall_gain>({.lr = 0.2}),
+    sg::spall_spsa<double> s(x, {.lr = 0.2}, {.eps = 0.01});
+    sg::spall_spsa<double> l(sg::parameters<double>(std::span<double>(y)), sg::optim::sgd<sg::spall_gain>({.lr = 0.2}),
                        sg::zo::two_point<sg::rademacher, sg::zo::spall_perturbation>({.eps = 0.01}));
     for (int k = 0; k < 5; ++k) {
       s.step(sphere_d);

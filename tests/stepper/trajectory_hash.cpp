@@ -267,13 +267,13 @@ void add_cases(std::map<std::string, runner>& c, const std::string& tn) {
   };
   c["spsa/" + tn] = [](thread_pool* p) {
     return zo_run<T>([](std::span<T> x) {
-      return spsa<T>(parameters<T>(x), optim::sgd<spall_gain>({.lr = 0.01}, spall_gain{10, 0.602}),
+      return spall_spsa<T>(parameters<T>(x), optim::sgd<spall_gain>({.lr = 0.01}, spall_gain{10, 0.602}),
                      zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.01, .seed = 1}));
     }, n, 12, p);
   };
   c["spsa_nesterov_fused_next/" + tn] = [](thread_pool* p) {
     return zo_run<T>([](std::span<T> x) {
-      return spsa<T>(parameters<T>(x),
+      return spall_spsa<T>(parameters<T>(x),
                      optim::sgd<spall_gain>({.lr = 0.01, .momentum = 0.9, .nesterov = true}, spall_gain{10, 0.602}),
                      zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.01, .seed = 2, .mode = pass_mode::fused_next}));
     }, n, 12, p);

@@ -68,7 +68,7 @@ TEMPLATE_TEST_CASE("mezo and spsa with SGD: no heap allocation per step", "[zo][
                 zo::two_point<gaussian>({.eps = 1e-3, .q = 3, .seed = 1, .mode = mode}), {}, {}, ex);
       CHECK(allocations_per_steps(s, 5) == 0);
       two_tensors<T> n;
-      spsa<T> t(n.p(), optim::sgd<spall_gain>({.lr = 1e-2, .momentum = 0.9, .nesterov = true}, spall_gain{10, 0.602}),
+      spall_spsa<T> t(n.p(), optim::sgd<spall_gain>({.lr = 1e-2, .momentum = 0.9, .nesterov = true}, spall_gain{10, 0.602}),
                 zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.01, .seed = 2, .mode = mode}), {}, {}, ex);
       CHECK(allocations_per_steps(t, 5) == 0);
     }

@@ -151,7 +151,7 @@ TEST_CASE("objective call forms and results", "[zo][composition]") {
 TEST_CASE("names identify the composition in saved state", "[zo][composition]") {
   CHECK(mezo<float>::kind() ==
         "two_point<gaussian,constant,no_mask,philox_icdf<7>>/no_baseline/no_normalizer/sgd<constant>/float32");
-  CHECK(spsa<double>::kind() ==
+  CHECK(spall_spsa<double>::kind() ==
         "two_point<rademacher,spall_perturbation,no_mask,philox_icdf<7>>/no_baseline/no_normalizer/sgd<spall_gain>/float64");
   CHECK(sparse_mezo<float>::kind() ==
         "two_point<gaussian,constant,magnitude_mask,philox_icdf<7>>/no_baseline/no_normalizer/sgd<constant>/float32");

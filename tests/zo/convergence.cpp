@@ -40,7 +40,7 @@ TEST_CASE("§11 SPSA convergence smoke test with measurement noise", "[zo][conve
   for (std::uint64_t seed = 1; seed <= 5; ++seed) {
     std::vector<double> x(10, 1.0);
     const double f0 = clean(x);
-    spsa<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.5}, spall_gain{200.0, 0.602}),
+    spall_spsa<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.5}, spall_gain{200.0, 0.602}),
                    zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.01, .seed = seed}, {0.101}));
     std::uint64_t m = 0;
     auto noisy = [&](std::span<const double> v) {
@@ -101,7 +101,7 @@ TEST_CASE("MeZO and SPSA on a 1000-dimensional ill-conditioned quadratic match t
   SECTION("SPSA, Spall gains a_k = a/(k+1+A)^0.602, A = 1000, a_0 = 0.002, c = 0.01") {
     const spall_gain g{1000.0, 0.602};
     const double a = 0.002 / g(0);
-    spsa<float> s(parameters<float>(std::span<float>(x)), optim::sgd<spall_gain>({.lr = a}, g),
+    spall_spsa<float> s(parameters<float>(std::span<float>(x)), optim::sgd<spall_gain>({.lr = a}, g),
                   zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.01, .seed = 2}));
     for (int k = 0; k < steps; ++k) s.step(f);
     const double expected = expected_loss(q.eigenvalues(), q.solution(), false, steps,
@@ -142,7 +142,7 @@ TEST_CASE("MeZO and SPSA on logistic regression (breast cancer, 31 parameters)",
   SECTION("SPSA with Spall gains") {
     // Observed 0.104 - 0.106 over seeds 1-3; require a reduction by at least 3.5x (f < 0.198).
     std::vector<double> x(lr.dimension(), 0.0);
-    spsa<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.2}, spall_gain{100.0, 0.602}),
+    spall_spsa<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.2}, spall_gain{100.0, 0.602}),
                    zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.01, .seed = 1}));
     for (int k = 0; k < steps; ++k) s.step(f);
     CHECK(f(x) < f0 / 3.5);

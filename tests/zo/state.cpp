@@ -81,11 +81,11 @@ TEMPLATE_TEST_CASE("save, load and resume bit-identically", "[zo][state]", float
   }
   SECTION("spsa with Spall gains and Nesterov momentum (SPSA-GC)") {
     auto make = [](std::span<T> x) {
-      return spsa<T>(parameters<T>(x),
+      return spall_spsa<T>(parameters<T>(x),
                      optim::sgd<spall_gain>({.lr = 0.05, .momentum = 0.9, .nesterov = true}, spall_gain{5.0, 0.602}),
                      zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.05, .seed = 3}, {0.101}));
     };
-    check_resume<spsa<T>>(make, 100, 9, 20);
+    check_resume<spall_spsa<T>>(make, 100, 9, 20);
   }
   SECTION("gc_spsa: DREAM schedule and adaptive momentum") {
     auto make = [](std::span<T> x) {
@@ -116,7 +116,7 @@ TEMPLATE_TEST_CASE("save, load and resume bit-identically", "[zo][state]", float
 TEST_CASE("loading state of another composition or a corrupt file fails and leaves the stepper untouched", "[zo][state]") {
   std::vector<float> x = start<float>(50), y = x;
   mezo<float> a(parameters<float>(std::span<float>(x)), optim::sgd<>({.lr = 1e-2}), zo::two_point<gaussian>({.seed = 1}));
-  spsa<float> b{parameters<float>(std::span<float>(y))};
+  spall_spsa<float> b{parameters<float>(std::span<float>(y))};
   loss<float> f;
   a.step(f);
   std::stringstream s;
@@ -190,7 +190,7 @@ TEMPLATE_TEST_CASE("the replay log reconstructs a run exactly, without the objec
   }
   SECTION("spsa (the (seed, scalar) pairs of Spall SPSA)") {
     check([](std::span<T> x) {
-      return spsa<T>(parameters<T>(x), optim::sgd<spall_gain>({.lr = 0.1}, spall_gain{10.0, 0.602}),
+      return spall_spsa<T>(parameters<T>(x), optim::sgd<spall_gain>({.lr = 0.1}, spall_gain{10.0, 0.602}),
                      zo::two_point<rademacher, zo::spall_perturbation>({.eps = 0.1, .seed = 9}));
     }, 100, 30, -1);
   }

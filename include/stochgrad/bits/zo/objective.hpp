@@ -86,6 +86,11 @@ struct step_report {
   std::size_t evaluations = 0;   ///< objective calls made
   bool applied = false;          ///< the optimizer updated the parameters
   bool nonfinite = false;        ///< skipped: an evaluation was non-finite or invalid
+  /// zo::calibrated with blocking: the step was computed but rejected (its loss rose by more than
+  /// allowed), the parameters were put back
+  bool rejected = false;
+  /// zo::calibrated with blocking: f at the new iterate (NaN when not evaluated)
+  double candidate_loss = std::numeric_limits<double>::quiet_NaN();
   update_report update{};        ///< the optimizer's report (when applied)
   std::span<const double> coefficients;  ///< scalar of each query direction in the estimate (what the update used)
   std::span<const double> losses;        ///< every evaluation of the step, in order

@@ -23,7 +23,7 @@
 /// std::vector<double> x(10, 1.0);
 /// auto f = [&] { double l = 0; for (double v : x) l += v * v; return l; };
 /// const double a = 0.05, A = 100, c = 0.01;
-/// stochgrad::spsa<double> s(x, stochgrad::optim::sgd<stochgrad::spall_gain>({.lr = a}, {A, 0.602}),
+/// stochgrad::spall_spsa<double> s(x, stochgrad::optim::sgd<stochgrad::spall_gain>({.lr = a}, {A, 0.602}),
 ///                           stochgrad::zo::two_point<stochgrad::rademacher, stochgrad::zo::spall_perturbation>(
 ///                               {.eps = c, .seed = 1}, {0.101}));
 /// for (int k = 0; k < 2000; ++k) s.step(f);
@@ -39,6 +39,7 @@
 #pragma once
 
 #include "../config.hpp"
+#include "calibrated.hpp"
 #include "coordinate.hpp"
 #include "difference.hpp"
 #include "directions.hpp"
