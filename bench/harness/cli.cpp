@@ -62,6 +62,9 @@ Modes (pick one):
   --smoke                 a few steps of everything (a CI check; seconds)
   --kernels               print the kernel throughput table instead (size: --n N, default 1e7)
   --list                  list problems, steppers and runners, then exit
+  --spsa-grid             calibrated spsa (no setting) against spall-spsa over a grid of gains a
+                          on the selected problems (default: the 1000-d quadratics, Rosenbrock,
+                          logistic regression): final f and evaluations to the target
 
 Selection:
   --problems LIST         problem names or families, comma-separated (default: all)
@@ -146,6 +149,9 @@ bool parse_options(int argc, char** argv, options& o) {
       o.kernels = true;
     } else if (a == "--n") {
       o.kernel_n = parse_u64(a, value(), 1024, 1'000'000'000);
+    } else if (a == "--spsa-grid") {
+      flag();
+      o.spsa_grid = true;
     } else if (a == "--list") {
       flag();
       o.list = true;

@@ -297,6 +297,7 @@ struct options {
   mode run_mode = mode::quick;
   bool list = false;
   bool kernels = false;
+  bool spsa_grid = false;              ///< --spsa-grid: calibrated spsa vs a gain grid of spall-spsa
   std::size_t kernel_n = 10'000'000;
   std::vector<std::string> problems;   ///< selection tokens (empty: all)
   std::vector<std::string> steppers;   ///< selection tokens (empty: all)
@@ -361,6 +362,7 @@ struct run_result {
   eval_point initial, final_point;
   double initial_gap = nan;
   std::size_t steps_to_target = 0;  ///< valid if reached_target
+  std::uint64_t losses_to_target = 0;  ///< loss evaluations by then (valid if reached_target)
   bool reached_target = false;
   double time_to_target_s = nan;
   double step_time_s = 0.0;  ///< time inside step() calls
@@ -391,6 +393,13 @@ problem_instance instantiate(const problem_info& p);
 run_result execute(const problem_info& p, problem_instance& inst, const stepper_info& s, std::uint64_t seed,
                    const options& o, std::size_t steps, std::size_t grad_samples, stochgrad::executor ex,
                    const progress_fn& progress);
+
+/// `--spsa-grid`: on each selected zeroth-order problem, the calibrated `spsa` (no setting) and
+/// `spall-spsa` over a grid of gains a (A = 10 % of the budget, c = 1e-3), every seed; prints the
+/// table of final f and evaluations to the target (and writes it to DIR/spsa-grid.txt).
+/// Returns the exit status.
+int run_spsa_grid(const registry& reg, const std::vector<const problem_info*>& problems, const options& o,
+                  const std::vector<std::uint64_t>& seeds, stochgrad::executor ex);
 
 /// Everything the reports need.
 struct report_input {

@@ -160,7 +160,7 @@ struct sparse_mezo_recipe {
 
 // Spall SPSA: Rademacher two-point, c_k = c/(k+1)^gamma, a_k = a/(k+1+A)^alpha (a = a_scaled / (d + 2)
 // unless a is set: the same dimension scaling as MeZO's lr).
-struct spsa_recipe {
+struct spall_spsa_recipe {
   template <class T>
   static sg::spall_spsa<T> make(std::span<T> x, const run_setup& s, std::uint64_t seed) {
     return sg::spall_spsa<T>(
@@ -169,6 +169,21 @@ struct spsa_recipe {
         zo::two_point<sg::rademacher, zo::spall_perturbation>({.eps = s.hp("c"), .q = count_hp(s, "q", 1, 1, 4096), .seed = seed},
                                                              zo::spall_perturbation{.gamma = s.hp_or("gamma", 0.101)}),
         {}, {}, s.ex);
+  }
+};
+
+// SPSA without tuning (the spsa preset): gains calibrated at the start for the run's step budget,
+// blocking on (planned_steps = the run's budget; nothing per problem).
+struct spsa_calibrated_recipe {
+  template <class T>
+  static sg::spsa<T> make(std::span<T> x, const run_setup& s, std::uint64_t seed) {
+    return sg::spsa<T>(sg::parameters<T>(x), optim::sgd<sg::spall_gain>(),
+                       zo::calibrated<zo::two_point<sg::rademacher, zo::spall_perturbation>>(
+                           {.planned_steps = std::max<std::uint64_t>(s.steps, 1),
+                            .blocking = s.hp_or("blocking", 1.0) != 0.0,
+                            .q = count_hp(s, "q", 1, 1, 4096),
+                            .seed = seed}),
+                       {}, {}, s.ex);
   }
 };
 
@@ -204,7 +219,9 @@ using mezo_adan_driver = zo_driver<T, mezo_adan_recipe>;
 template <class T>
 using sparse_mezo_driver = zo_driver<T, sparse_mezo_recipe>;
 template <class T>
-using spsa_driver = zo_driver<T, spsa_recipe>;
+using spall_spsa_driver = zo_driver<T, spall_spsa_recipe>;
+template <class T>
+using spsa_driver = zo_driver<T, spsa_calibrated_recipe>;
 template <class T>
 using spsa_gc_driver = zo_driver<T, spsa_gc_recipe>;
 template <class T>
@@ -407,8 +424,16 @@ void register_library_steppers(registry& r) {
   r.add_stepper<spsa_driver>({
       .name = "spsa",
       .fam = family::zeroth_order,
-      .description = "stochgrad::spsa: two_point<rademacher, spall_perturbation> x sgd<spall_gain>: a_k = a / (k + 1 + "
-                     "A)^alpha, c_k = c / (k + 1)^gamma, a = a_scaled / (d + 2) unless a is set",
+      .description = "stochgrad::spsa: calibrated<two_point<rademacher, spall_perturbation>> x sgd<spall_gain>: a, A, c "
+                     "calibrated at the start (A = 10 % of the budget), blocking on (blocking=0: off); no per-problem "
+                     "setting",
+      .hyper = {},
+  });
+  r.add_stepper<spall_spsa_driver>({
+      .name = "spall-spsa",
+      .fam = family::zeroth_order,
+      .description = "stochgrad::spall_spsa: two_point<rademacher, spall_perturbation> x sgd<spall_gain>, hand-set gains: "
+                     "a_k = a / (k + 1 + A)^alpha, c_k = c / (k + 1)^gamma, a = a_scaled / (d + 2) unless a is set",
       // Spall's practical exponents; c small (no measurement noise); A ~ 10 % of the quick budget.
       .hyper = {{"*", {{"alpha", 0.602}, {"gamma", 0.101}, {"c", 1e-3}}},
       // Values as a_scaled = a (d + 2), swept as a on the first instance of each family:

@@ -196,6 +196,22 @@ int run(int argc, char** argv) {
     print_list(reg, problems, steppers, o);
     return 0;
   }
+  if (o.spsa_grid) {
+    std::vector<const problem_info*> grid_problems;
+    for (const problem_info* p : problems) {
+      const bool wanted = !o.problems.empty() || p->family == "quadratic" || p->family == "rosenbrock" ||
+                          p->family == "logreg";
+      if (wanted && p->dimension <= 100'000) grid_problems.push_back(p);
+    }
+    std::vector<std::uint64_t> gseeds = o.seeds.empty() ? std::vector<std::uint64_t>{1, 2} : o.seeds;
+    std::unique_ptr<stochgrad::thread_pool> gpool;
+    stochgrad::executor gex;
+    if (threads > 1) {
+      gpool = std::make_unique<stochgrad::thread_pool>(threads);
+      gex = stochgrad::executor(*gpool);
+    }
+    return run_spsa_grid(reg, grid_problems, o, gseeds, gex);
+  }
   struct job {
     const problem_info* p;
     const stepper_info* s;

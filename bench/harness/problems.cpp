@@ -132,12 +132,30 @@ void register_problems(registry& r, const options& o) {
     return it == o.dims.end() ? dflt : it->second;
   };
 
+  // The default suite also has the unrotated 1000-d quadratics of condition 1e3 and 1e4 (where
+  // SPSA with a gain that suits small problems diverges: the calibrated-SPSA comparison).
+  struct quad {
+    std::size_t d;
+    bool rot;
+    double kappa;
+    std::string name;
+  };
+  std::vector<quad> quads;
   for (std::size_t d : dims_of("quadratic", {1000, 1'000'000})) {
     const bool rot = d <= o.rotate_up_to;
-    const double kappa = o.condition;
+    quads.push_back({d, rot, o.condition, fmt::format("quadratic-{}{}", short_count(d), rot ? "-rot" : "")});
+    if (o.dims.count("quadratic") == 0 && d == 1000 && rot) {
+      quads.push_back({d, false, o.condition, fmt::format("quadratic-1k-diag-k{:g}", o.condition)});
+      if (o.condition != 1e4) quads.push_back({d, false, 1e4, "quadratic-1k-diag-k10000"});
+    }
+  }
+  for (const quad& qd : quads) {
+    const std::size_t d = qd.d;
+    const bool rot = qd.rot;
+    const double kappa = qd.kappa;
     problem_info p;
     p.family = "quadratic";
-    p.name = fmt::format("quadratic-{}{}", short_count(d), rot ? "-rot" : "");
+    p.name = qd.name;
     p.description = fmt::format("ill-conditioned quadratic, d = {}, condition number {:g}, {}", d, kappa,
                                 rot ? "Haar-rotated Hessian" : "diagonal Hessian");
     p.dimension = d;

@@ -189,6 +189,7 @@ void execute_t(const problem_info& p, problem<T>& prob, const stepper_info& s, c
       if (!r.reached_target && p.target.reached(e, p.optimum, r.initial_gap)) {
         r.reached_target = true;
         r.steps_to_target = k;
+        r.losses_to_target = orc.losses();
         r.time_to_target_s = r.step_time_s;
       }
       if (progress) progress(static_cast<double>(k) / static_cast<double>(steps), k);

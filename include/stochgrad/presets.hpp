@@ -52,6 +52,7 @@
 #include "bits/zo/coordinate.hpp"
 #include "bits/zo/difference.hpp"
 #include "bits/zo/directions.hpp"
+#include "bits/zo/calibrated.hpp"
 #include "bits/zo/gc_spsa.hpp"
 #include "bits/zo/mask.hpp"
 #include "bits/zo/schedules.hpp"

@@ -471,9 +471,9 @@ class calibrated {
     for (std::size_t j = 0; j < m; ++j) order[j] = j;
     std::stable_sort(order.begin(), order.end(), [&](std::size_t i, std::size_t k) { return std::abs(g[i]) > std::abs(g[k]); });
     const double resolution = std::max(r.allowed_increase, 1e-7 * std::max(std::abs(r.loss), 1e-30));
-    for (std::size_t n = 0; n < opts_.curvature_probes; ++n) {
-      const std::size_t j = order[n];
-      if (n == 0) {
+    for (std::size_t i = 0; i < opts_.curvature_probes; ++i) {
+      const std::size_t j = order[i];
+      if (i == 0) {
         while (r.expansions < opts_.max_expansions && decrease_ok(j, 2.0 * a0, 0.0)) {
           a0 *= 2.0;
           ++r.expansions;
