@@ -89,10 +89,7 @@
 #include <vector>
 
 #if __has_include(<unistd.h>)
-#include <unistd.h>
-#define STOCHGRAD_DETAIL_HAS_ISATTY 1
-#else
-#define STOCHGRAD_DETAIL_HAS_ISATTY 0
+#include <unistd.h>  // isatty, for progress_bar's terminal detection
 #endif
 
 #include "../base/family.hpp"
@@ -186,7 +183,7 @@ struct no_step_report {};
 namespace detail {
 
 inline bool stream_is_terminal(const std::ostream& os) noexcept {
-#if STOCHGRAD_DETAIL_HAS_ISATTY
+#if __has_include(<unistd.h>)
   if (&os == &std::cout) return ::isatty(1) == 1;
   if (&os == &std::cerr || &os == &std::clog) return ::isatty(2) == 1;
 #else
