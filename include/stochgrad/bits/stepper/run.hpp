@@ -35,7 +35,8 @@
 ///    parameters and returns the loss there. A monitor round uses the loss of the call whose
 ///    gradient the following step applies, so monitoring costs no extra call, except the final
 ///    monitor round (no step follows) and a round that stops the run; those calls count in
-///    `monitor_evaluations`, all others in `step_evaluations`.
+///    `monitor_evaluations`, all others in `step_evaluations` (while a run is on, a monitor
+///    round's call counts as a monitor evaluation until the step after it uses its gradient).
 ///  - any family, `run(s, step_fn, monitor_fn, opts, callbacks...)`: `step_fn(s)` makes one step
 ///    (e.g. samples a batch and calls `s.step(batch, layout, vjp)` on a policy-gradient stepper)
 ///    and returns its report; `monitor_fn(s)` returns the monitored loss. Each monitor call counts
