@@ -20,4 +20,5 @@
 #include "bits/stepper/stepper.hpp"
 #include "bits/zo/zo.hpp"
 #include "bits/pg/pg.hpp"
+#include "bits/stepper/run.hpp"
 #include "presets.hpp"

@@ -91,6 +91,34 @@ constexpr const char* scalar_name() {
 }
 }  // namespace detail
 
+/// Running totals of a stepper's `step` calls, kept by the stepper itself (see `stepper::totals`).
+///
+/// Each completed `step` adds what its report says: `evaluations` when the report has that field
+/// (zeroth-order steps: objective calls), and one to `applied` or `skipped` when it has an
+/// `applied` flag (every built-in estimator's report does). A step that throws adds nothing;
+/// `estimate`, `apply` and replayed steps are not steps and add nothing either. The totals are not
+/// part of the saved state: `save` does not write them and `load` leaves them as they are.
+struct step_totals {
+  std::uint64_t evaluations = 0;  ///< objective calls made by steps (reports with an `evaluations` field)
+  std::uint64_t applied = 0;      ///< steps whose report says the optimizer updated the parameters
+  std::uint64_t skipped = 0;      ///< steps whose report says nothing was applied (e.g. a non-finite loss)
+
+  /// Adds one step's report `r` (any type; the fields it lacks add nothing).
+  template <class R>
+  constexpr void record(const R& r) noexcept {
+    if constexpr (requires { static_cast<std::uint64_t>(r.evaluations); }) {
+      evaluations += static_cast<std::uint64_t>(r.evaluations);
+    }
+    if constexpr (requires { static_cast<bool>(r.applied); }) {
+      if (static_cast<bool>(r.applied)) {
+        ++applied;
+      } else {
+        ++skipped;
+      }
+    }
+  }
+};
+
 /// The stepper: parameters + four policies + their state.
 /// @tparam Estimator  how the gradient is estimated (first_order, two_point<...>, score_function<...>)
 /// @tparam Baseline   outcome baseline policy (no_baseline, group_mean, ...)
@@ -168,9 +196,18 @@ class stepper {
 
   /// One step; the arguments depend on the estimator (a gradient for first_order, an objective
   /// for zeroth-order estimators, a batch and a vector-Jacobian callback for score_function).
+  /// The step's report is also added to the running totals (`totals()`); the parameters and every
+  /// state are exactly what the estimator's step leaves.
   template <class... Args>
   decltype(auto) step(Args&&... args) {
-    return est_.step(*this, std::forward<Args>(args)...);
+    using result = decltype(est_.step(*this, std::forward<Args>(args)...));
+    if constexpr (std::is_void_v<result>) {
+      return est_.step(*this, std::forward<Args>(args)...);
+    } else {
+      result r = est_.step(*this, std::forward<Args>(args)...);
+      totals_.record(r);
+      return r;
+    }
   }
 
   /// The estimator's gradient estimate at the current parameters, without an update, with the
@@ -205,6 +242,11 @@ class stepper {
 
   /// Number of completed steps.
   std::uint64_t steps() const noexcept { return steps_; }
+  /// Running totals of the `step` calls made on this object since construction or the last
+  /// `reset_totals()`: objective evaluations, applied and skipped steps (step_totals). Not saved.
+  const step_totals& totals() const noexcept { return totals_; }
+  /// Sets the running totals back to zero (nothing else changes).
+  void reset_totals() noexcept { totals_ = {}; }
   /// The parameters.
   const parameters<T>& params() const noexcept { return params_; }
   /// The estimator policy (mutable).
@@ -244,7 +286,7 @@ class stepper {
   }
 
   /// Writes the step counter, the estimator state and the optimizer state (format: serialize.hpp).
-  /// Parameters are not saved: they live in the caller's memory.
+  /// Parameters are not saved: they live in the caller's memory; nor are the running totals.
   void save(std::ostream& os) const {
     state_writer w;
     auto self = const_cast<stepper*>(this);  // serialize() is shared with loading; nothing is modified here
@@ -316,6 +358,7 @@ class stepper {
   estimator_state est_state_;
   optimizer_state opt_state_;
   std::uint64_t steps_ = 0;
+  step_totals totals_{};  // not saved (see step_totals)
 };
 
 }  // namespace stochgrad
