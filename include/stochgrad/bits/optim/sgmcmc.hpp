@@ -576,6 +576,9 @@ class psgld {
 /// update yields Chen's `theta_2 = theta_0 + v_1` and state `v_1`. With `refresh_every = L > 0`
 /// the update at step k with `k mod L == 0` first resamples the momentum,
 /// \f$ v \leftarrow \sqrt{\eta_k}\,\zeta \f$, with zeta from stream `0x80000000 | t`, draw `k / L`.
+/// Because the state is shifted by one position step, the stationary covariance of the state
+/// `(theta, v)` on a Gaussian target is `+eta T c / (2 - alpha)` (that of Chen's
+/// `(theta_{k+1}, v_{k+1})` plus Var(v)); Var(theta) and Var(v) are the same in both orders.
 /// The noise scale is Chen et al.'s `sqrt(2 alpha eta T)`; jax-sgmc's `friction_leapfrog` uses
 /// `C sqrt(2 eps)` (the two agree for C = 1, its default). One pass: reads theta, g, v and writes
 /// theta, v (20 bytes/element in float).
