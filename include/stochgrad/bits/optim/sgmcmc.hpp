@@ -579,8 +579,9 @@ class psgld {
 /// Because the state is shifted by one position step, the stationary covariance of the state
 /// `(theta, v)` on a Gaussian target is `+eta T c / (2 - alpha)` (that of Chen's
 /// `(theta_{k+1}, v_{k+1})` plus Var(v)); Var(theta) and Var(v) are the same in both orders.
-/// The noise scale is Chen et al.'s `sqrt(2 alpha eta T)`; jax-sgmc's `friction_leapfrog` uses
-/// `C sqrt(2 eps)` (the two agree for C = 1, its default). One pass: reads theta, g, v and writes
+/// The noise scale is Chen et al.'s `sqrt(2 alpha eta T)`; jax-sgmc's `friction_leapfrog` adds
+/// `C sqrt(2 eps) xi` to the momentum r and has no temperature (the two agree for C = 1, T = 1;
+/// for C != 1 jax-sgmc's chain is tempered by C). One pass: reads theta, g, v and writes
 /// theta, v (20 bytes/element in float).
 /// @tparam Schedule learning-rate schedule
 /// @tparam Gen      noise generator policy
