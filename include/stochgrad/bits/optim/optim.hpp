@@ -11,8 +11,12 @@
 #include "parameters.hpp"
 #include "schedule.hpp"
 #include "sgd.hpp"
+#include "sgmcmc.hpp"
+#include "sgmcmc_samples.hpp"
+#include "sgmcmc_schedule.hpp"
 #include "source.hpp"
 
 /// @namespace stochgrad::optim
-/// Optimizer policies (`sgd`, `adam`/`adamw`, `adan`) that turn a gradient source into an in-place
+/// Optimizer policies (`sgd`, `adam`/`adamw`, `adan`, and the SG-MCMC samplers `sgld`, `psgld`,
+/// `sghmc`) that turn a gradient source into an in-place
 /// parameter update, with their per-run state and gradient clipping.
