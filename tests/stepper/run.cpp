@@ -382,8 +382,8 @@ TEST_CASE("run: spsa, and a fused_next stepper is settled for the monitor", "[st
   counted_quadratic f{&calls};
   std::vector<double> x(10, 1.0);
   SECTION("spsa") {
-    sg::spsa<double> s(x, sg::optim::sgd<sg::spall_gain>({.lr = 0.2}, {.A = 100}),
-                       sg::zo::two_point<sg::rademacher, sg::zo::spall_perturbation>({.eps = 0.01}));
+    sg::spall_spsa<double> s(x, sg::optim::sgd<sg::spall_gain>({.lr = 0.2}, {.A = 100}),
+                             sg::zo::two_point<sg::rademacher, sg::zo::spall_perturbation>({.eps = 0.01}));
     // Monitors at 0, 5, 10, 15 and the final one at 20.
     const sg::run_report r = sg::run(s, f, {.max_steps = 20, .monitor_every = 5});
     CHECK(r.steps == 20);
@@ -393,6 +393,23 @@ TEST_CASE("run: spsa, and a fused_next stepper is settled for the monitor", "[st
     CHECK(s.totals().evaluations == 40);
     CHECK(r.best_loss <= 5.0);  // the start, 0.5 * 10
     CHECK(std::isfinite(r.final_loss));
+  }
+  SECTION("calibrated spsa: calibration and blocking evaluations are counted") {
+    sg::spsa<double> s(x, {}, {.planned_steps = 20});
+    const sg::run_report r = sg::run(s, f, {.max_steps = 20, .monitor_every = 5});
+    const auto& st = s.est_state();
+    CHECK(st.calibration.done);
+    CHECK(r.steps == 20);
+    // Every step: two evaluations, plus one blocking evaluation when the step was applied; the
+    // first step also ran the calibration.
+    CHECK(r.step_evaluations == st.calibration.evaluations + 40 + st.extra_evaluations);
+    CHECK(st.extra_evaluations == 20);  // f is noise-free: every inner step applies
+    CHECK(r.monitor_evaluations == 5);
+    CHECK(calls == r.step_evaluations + 5);
+    CHECK(s.totals().evaluations == r.step_evaluations);
+    CHECK(s.totals().applied + s.totals().skipped == 20);
+    CHECK(s.totals().skipped == st.rejected);
+    CHECK(r.final_loss < 5.0);
   }
   SECTION("two_point with q = 3 counts 6 evaluations a step") {
     sg::mezo<double> s(x, {.lr = 0.01}, {.eps = 1e-3, .q = 3, .seed = 2});

@@ -204,7 +204,7 @@ TEST_CASE("calibration: bad input is refused and nothing changes", "[zo][calibra
 // and 7, f after 5000 steps was 0.059-0.073 f0 (kappa 1e3) and 0.047-0.060 f0 (kappa 1e4): the
 // seed-to-seed spread is about 10 % of the value (5000 independent directions average out), so
 // the bound 0.1 f0 sits about four spreads above the worst seed and fails for a stalled or
-// divergent calibration (the failure this guards against), e.g. a first gain 3x too small.
+// divergent calibration (the failure this guards against).
 TEST_CASE("calibrated SPSA converges on ill-conditioned quadratics without tuning", "[zo][calibrated][convergence]") {
   for (const double kappa : {1e3, 1e4}) {
     for (const bool rot : {false, true}) {
