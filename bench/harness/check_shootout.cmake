@@ -112,7 +112,7 @@ if(CHECK STREQUAL "quality")
   #    standard error <= 0.22: accept 9 +- 0.9 (4 SE).
   #  - Both unbiased: |mean - g| / |g| ~ sqrt(trace Cov / (K |g|^2)) <= sqrt(11 / 4000) = 0.052:
   #    accept rel_bias < 0.21 (4 SE), and the exact-gradient stepper adan scores cos 1, var 0.
-  shootout(q --problems rosenbrock-10 --steppers mezo,spsa,adan --steps 1 --seeds 1 --grad-samples 4000 --threads 2
+  shootout(q --problems rosenbrock-10 --steppers mezo,spall-spsa,adan --steps 1 --seeds 1 --grad-samples 4000 --threads 2
            --out "${OUT}/quality" --no-progress)
   if(NOT q_rc EQUAL 0)
     fail("quality run exited with ${q_rc}:\n${q_out}\n${q_err}")
@@ -130,7 +130,7 @@ if(CHECK STREQUAL "quality")
     if(stepper STREQUAL "mezo")
       set(lo 9.5)
       set(hi 12.5)
-    elseif(stepper STREQUAL "spsa")
+    elseif(stepper STREQUAL "spall-spsa")
       set(lo 8.1)
       set(hi 9.9)
     else()
@@ -190,8 +190,8 @@ file(READ "${d}/results.json" json)
 string(JSON tool GET "${json}" tool)
 string(JSON nruns LENGTH "${json}" runs)
 string(JSON nprob LENGTH "${json}" problems)
-# 6 objective problems x (2 first-order + 7 zeroth-order steppers) + 1 reward task x 5 = 59, plus
-# 9 per Fashion-MNIST problem (present when this build has zlib and the machine the files).
+# 8 objective problems x (2 first-order + 8 zeroth-order steppers) + 1 reward task x 5 = 85, plus
+# 10 per Fashion-MNIST problem (present when this build has zlib and the machine the files).
 set(nfm 0)
 math(EXPR lastp "${nprob} - 1")
 foreach(i RANGE ${lastp})
@@ -203,8 +203,8 @@ endforeach()
 if(HAVE_ZLIB AND EXISTS "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz" AND NOT nfm EQUAL 2)
   fail("zlib and Fashion-MNIST are here but the run has ${nfm} fmnist problems")
 endif()
-math(EXPR want_runs "59 + 9 * ${nfm}")
-math(EXPR want_prob "7 + ${nfm}")
+math(EXPR want_runs "85 + 10 * ${nfm}")
+math(EXPR want_prob "9 + ${nfm}")
 if(NOT tool STREQUAL "stochgrad shootout" OR NOT nruns EQUAL want_runs OR NOT nprob EQUAL want_prob)
   fail("results.json: tool '${tool}', ${nruns} runs (expected ${want_runs}), ${nprob} problems (expected ${want_prob})")
 endif()
@@ -239,6 +239,17 @@ foreach(i RANGE ${last})
       math(EXPR want "${done} * 16")
     endif()
     set(ok_counts "${nl} ${want} ${ng} 0 ${nc} 0")
+    if(stepper STREQUAL "spsa")
+      # Calibrated SPSA: 5 noise samples + 25 probe pairs + at least one curvature check (at most
+      # 7 expansion and 200 backtracking checks per probe, 4 probes) before the first step; 2 per
+      # step, plus the blocking evaluation of each applied step.
+      math(EXPR lo "${done} * 2 + 56")
+      math(EXPR hi "${done} * 3 + 55 + 4 * 207")
+      if(nl LESS lo OR nl GREATER hi)
+        fail("run ${i} (${problem} x spsa): ${nl} losses after ${done} steps, outside [${lo}, ${hi}]")
+      endif()
+      set(ok_counts "0 0 ${ng} 0 ${nc} 0")
+    endif()
   endif()
   string(REPLACE " " ";" cl "${ok_counts}")
   list(GET cl 0 a0)
