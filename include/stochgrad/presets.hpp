@@ -216,6 +216,12 @@ using cge = stepper<zo::coordinate_wise, no_baseline, no_normalizer, optim::sgd<
 template <class T = float>
 using antithetic_es = stepper<zo::two_point<gaussian>, group_mean, group_std, optim::sgd<>, T>;
 
+/// HiZOO (Zhao et al., ICLR 2025): MeZO preconditioned by a running diagonal Hessian estimate from
+/// one extra evaluation f(theta) (zo/hizoo.hpp; one parameter-sized buffer H):
+/// `stochgrad::hizoo<float> h(w, {.lr = 1e-6}, {.eps = 1e-3, .smooth = 1e-8});`.
+template <class T = float>
+using hizoo = stepper<zo::hizoo<>, no_baseline, no_normalizer, optim::sgd<>, T>;
+
 // ---------------------------------------------------------------------------------------------
 // Policy gradient (the framework user supplies rewards, log-probs and a vector-Jacobian callback)
 

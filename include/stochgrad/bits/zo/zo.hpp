@@ -2,7 +2,7 @@
 /// @file
 /// @brief Module header for bits/zo/: zeroth-order estimators (two_point, one_sided,
 /// coordinate_wise), directions, masks, perturbation schedules, GC-SPSA's optimizer, replay, and
-/// the presets mezo, sparse_mezo, spsa, spsa_gc, gc_spsa, rge, cge, antithetic_es.
+/// HiZOO, and the presets mezo, sparse_mezo, spsa, spsa_gc, gc_spsa, rge, cge, antithetic_es, hizoo.
 ///
 /// A MeZO step (the objective is evaluated at parameters the stepper perturbs in place):
 /// @code
@@ -44,6 +44,7 @@
 #include "directions.hpp"
 #include "gc_spsa.hpp"
 #include "helpers.hpp"
+#include "hizoo.hpp"
 #include "kernels.hpp"
 #include "mask.hpp"
 #include "objective.hpp"
