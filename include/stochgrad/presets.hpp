@@ -222,6 +222,12 @@ using antithetic_es = stepper<zo::two_point<gaussian>, group_mean, group_std, op
 template <class T = float>
 using hizoo = stepper<zo::hizoo<>, no_baseline, no_normalizer, optim::sgd<>, T>;
 
+/// Diagonal second-order SPSA (Spall 2000, with Spall 2009 feedback and optimal weighting;
+/// zo/second_order.hpp): Rademacher Delta, Delta~, 4 evaluations, Hbar averaged per entry,
+/// theta -= a_k G / (|Hbar| + delta) with a_k = a/(k+1+A)^0.602, c_k = c/(k+1)^0.101.
+template <class T = float>
+using spsa2 = stepper<zo::spsa2<>, no_baseline, no_normalizer, optim::sgd<spall_gain>, T>;
+
 // ---------------------------------------------------------------------------------------------
 // Policy gradient (the framework user supplies rewards, log-probs and a vector-Jacobian callback)
 
