@@ -53,8 +53,10 @@
 #include "bits/zo/difference.hpp"
 #include "bits/zo/directions.hpp"
 #include "bits/zo/gc_spsa.hpp"
+#include "bits/zo/hizoo.hpp"
 #include "bits/zo/mask.hpp"
 #include "bits/zo/schedules.hpp"
+#include "bits/zo/second_order.hpp"
 
 namespace stochgrad {
 
