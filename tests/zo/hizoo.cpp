@@ -14,6 +14,7 @@
 
 #include <stochgrad/stochgrad.hpp>
 
+#include "support/alloc_counter.hpp"
 #include "support/catch.hpp"
 #include "zo/zo_support.hpp"
 
@@ -351,4 +352,19 @@ TEST_CASE("HiZOO vs MeZO on logistic regression at equal evaluations", "[zo][hiz
   INFO("smooth " << smooth << ": mean over seeds 1-3 at " << evals << " evaluations: MeZO " << f_mezo << ", HiZOO " << f_hizoo);
   CHECK(f_hizoo < std::log(2.0) / 8);
   CHECK(f_hizoo < 1.25 * f_mezo);
+}
+
+TEST_CASE("HiZOO: no allocation per step after construction", "[zo][allocation]") {
+  std::vector<float> x(1000, 0.5f);
+  hizoo<float> s(parameters<float>(std::span<float>(x)), optim::sgd<>({.lr = 1e-4}), zo::hizoo<>({.eps = 1e-3, .smooth = 0.1, .seed = 1}));
+  auto f = [](std::span<const float> v) {
+    double l = 0;
+    for (float e : v) l += double(e) * e;
+    return l;
+  };
+  s.step(f);
+  const long before = alloc_counter::count.load();
+  for (int k = 0; k < 20; ++k) s.step(f);
+  CHECK(alloc_counter::count.load() - before == 0);
+  CHECK(alloc_counter::count.load() > 0);  // the counter is live (construction allocated)
 }

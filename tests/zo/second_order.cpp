@@ -13,6 +13,7 @@
 
 #include <stochgrad/stochgrad.hpp>
 
+#include "support/alloc_counter.hpp"
 #include "support/catch.hpp"
 #include "zo/zo_support.hpp"
 
@@ -277,4 +278,19 @@ TEST_CASE("2SPSA vs SPSA on an ill-conditioned quadratic (d = 10)", "[zo][spsa2]
   INFO("f0 = " << f0 << ", SPSA " << f_spsa << ", 2SPSA " << f_2spsa);
   CHECK(f_2spsa < f0 / 100);
   CHECK(f_spsa < f0 / 100);
+}
+
+TEST_CASE("2SPSA: no allocation per step after construction", "[zo][allocation]") {
+  std::vector<float> x(1000, 0.5f);
+  spsa2<float> s(parameters<float>(std::span<float>(x)), optim::sgd<spall_gain>({.lr = 1e-4}, spall_gain{10.0, 0.602}), zo::spsa2<>({.eps = 1e-3, .delta = 1.0, .seed = 1}));
+  auto f = [](std::span<const float> v) {
+    double l = 0;
+    for (float e : v) l += double(e) * e;
+    return l;
+  };
+  s.step(f);
+  const long before = alloc_counter::count.load();
+  for (int k = 0; k < 20; ++k) s.step(f);
+  CHECK(alloc_counter::count.load() - before == 0);
+  CHECK(alloc_counter::count.load() > 0);  // the counter is live (construction allocated)
 }
