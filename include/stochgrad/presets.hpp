@@ -55,8 +55,10 @@
 #include "bits/zo/directions.hpp"
 #include "bits/zo/calibrated.hpp"
 #include "bits/zo/gc_spsa.hpp"
+#include "bits/zo/hizoo.hpp"
 #include "bits/zo/mask.hpp"
 #include "bits/zo/schedules.hpp"
+#include "bits/zo/second_order.hpp"
 
 namespace stochgrad {
 
@@ -227,6 +229,18 @@ using cge = stepper<zo::coordinate_wise, no_baseline, no_normalizer, optim::sgd<
 /// Antithetic evolution strategies: q Gaussian pairs, outcomes shaped by the group mean and std.
 template <class T = float>
 using antithetic_es = stepper<zo::two_point<gaussian>, group_mean, group_std, optim::sgd<>, T>;
+
+/// HiZOO (Zhao et al., ICLR 2025): MeZO preconditioned by a running diagonal Hessian estimate from
+/// one extra evaluation f(theta) (zo/hizoo.hpp; one parameter-sized buffer H):
+/// `stochgrad::hizoo<float> h(w, {.lr = 1e-6}, {.eps = 1e-3, .smooth = 1e-8});`.
+template <class T = float>
+using hizoo = stepper<zo::hizoo<>, no_baseline, no_normalizer, optim::sgd<>, T>;
+
+/// Diagonal second-order SPSA (Spall 2000, with Spall 2009 feedback and optimal weighting;
+/// zo/second_order.hpp): Rademacher Delta, Delta~, 4 evaluations, Hbar averaged per entry,
+/// theta -= a_k G / (|Hbar| + delta) with a_k = a/(k+1+A)^0.602, c_k = c/(k+1)^0.101.
+template <class T = float>
+using spsa2 = stepper<zo::spsa2<>, no_baseline, no_normalizer, optim::sgd<spall_gain>, T>;
 
 // ---------------------------------------------------------------------------------------------
 // Policy gradient (the framework user supplies rewards, log-probs and a vector-Jacobian callback)

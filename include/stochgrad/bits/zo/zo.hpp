@@ -2,7 +2,8 @@
 /// @file
 /// @brief Module header for bits/zo/: zeroth-order estimators (two_point, one_sided,
 /// coordinate_wise), directions, masks, perturbation schedules, GC-SPSA's optimizer, replay, and
-/// the presets mezo, sparse_mezo, spsa, spsa_gc, gc_spsa, rge, cge, antithetic_es.
+/// HiZOO, diagonal 2SPSA, and the presets mezo, sparse_mezo, spsa, spsa_gc, gc_spsa, rge, cge,
+/// antithetic_es, hizoo, spsa2.
 ///
 /// A MeZO step (the objective is evaluated at parameters the stepper perturbs in place):
 /// @code
@@ -45,12 +46,14 @@
 #include "directions.hpp"
 #include "gc_spsa.hpp"
 #include "helpers.hpp"
+#include "hizoo.hpp"
 #include "kernels.hpp"
 #include "mask.hpp"
 #include "objective.hpp"
 #include "perturbation_guard.hpp"
 #include "replay_log.hpp"
 #include "schedules.hpp"
+#include "second_order.hpp"
 
 /// @namespace stochgrad::zo
 /// Zeroth-order gradient estimation: estimators from objective values at perturbed parameters
