@@ -8,6 +8,8 @@
 /// | MeZO (Malladi et al. 2023) | `mezo` | `zo::two_point<gaussian>` (zo/difference.hpp), `optim::sgd` | g = (f(θ+εz) − f(θ−εz))/(2ε), θ ← θ − lr (g z + λθ) |
 /// | Sparse MeZO (Liu et al. 2024, arXiv 2402.15751) | `sparse_mezo` | `zo::magnitude_mask` (zo/mask.hpp) | MeZO on v = m ⊙ z, m = 1 on the smallest-magnitude (1 − s) of each tensor |
 /// | SPSA (Spall 1992, 1998) | `spall_spsa` | `zo::two_point<rademacher, zo::spall_perturbation>`, `optim::sgd<spall_gain>` | c_k = c/(k+1)^γ, a_k = a/(k+1+A)^α, θ ← θ − a_k (y₊ − y₋)/(2c_k) Δ |
+/// | HiZOO (Zhao et al., ICLR 2025) | `hizoo` | `zo::hizoo<>` (zo/hizoo.hpp), `optim::sgd<>` | L0, L± at θ ± ε√H z; H ← (1−α)H + α\|L+ + L− − 2L0\|/(2ε²) z²/H; θ ← θ − lr (L+ − L−)/(2ε) √H z (the reference code's form) |
+/// | Diagonal 2SPSA (Spall 2000, 2009) | `spsa2` | `zo::spsa2<>` (zo/second_order.hpp), `optim::sgd<spall_gain>` | Ĥ from two extra evaluations with Δ̃, averaged (optimal weights, feedback); θ ← θ − a_k G/(\|H̄\| + δ) |
 /// | SPSA without tuning (Spall's guidelines, qiskit's calibration, blocking) | `spsa` | `zo::calibrated<...>` of the above (zo/calibrated.hpp) | a, A, c calibrated at θ₀; a step whose loss rises by more than 2σ is undone |
 /// | SPSA-GC of BlackVIP (Oh et al. 2023) | `spsa_gc` | `segmented_uniform` directions, Nesterov `optim::sgd<spall_gain>` | ĝ_i = (y₊ − y₋)/(2c_k Δ_i), m ← βm + ĝ, θ ← θ − a_k (ĝ + βm) |
 /// | GC-SPSA of DREAM | `gc_spsa` | `zo::dream_schedule`, `zo::gc_spsa_sgd` (zo/gc_spsa.hpp) | q_e = max(1, ⌊4/2^⌊e/2⌋⌋), m ← b m + Σ_j g_j z_j/q_e, b = γ N/(N + q_e) |
