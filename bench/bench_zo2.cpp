@@ -56,7 +56,7 @@ void BM_mezo_step_fused(benchmark::State& st) {
 void BM_spsa_step_fused(benchmark::State& st) {
   const auto n = static_cast<std::size_t>(st.range(0));
   std::vector<float> x = fresh(n);
-  sg::spsa<float> s(sg::parameters<float>(std::span<float>(x)), sg::optim::sgd<sg::spall_gain>({.lr = 1e-9}, {10.0, 0.602}),
+  sg::spall_spsa<float> s(sg::parameters<float>(std::span<float>(x)), sg::optim::sgd<sg::spall_gain>({.lr = 1e-9}, {10.0, 0.602}),
                     sg::zo::two_point<sg::rademacher, sg::zo::spall_perturbation>({.eps = 1e-3, .seed = 1}));
   run(st, s, n);
 }
