@@ -265,7 +265,7 @@ TEST_CASE("2SPSA vs SPSA on an ill-conditioned quadratic (d = 10)", "[zo][spsa2]
   double f_spsa = 0, f_2spsa = 0;
   for (std::uint64_t seed = 1; seed <= 3; ++seed) {
     std::vector<double> x(d, 1.0), y(d, 1.0);
-    spsa<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.002}, spall_gain{100.0, 0.602}),
+    spall_spsa<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.002}, spall_gain{100.0, 0.602}),
                    zo::two_point<rademacher, zo::spall_perturbation>({.eps = 1e-2, .seed = seed}));
     for (int k = 0; k < evals / 2; ++k) s.step(f);
     f_spsa += f(x) / 3;

@@ -313,9 +313,14 @@ TEST_CASE("full 2SPSA: save -> load -> continue is bit-identical (two tensors)",
 }
 
 TEST_CASE("full 2SPSA on a rotated ill-conditioned quadratic (d = 6)", "[zo][spsa2_full][convergence]") {
-  // f = 0.5 x^T A x, A = Q diag(10^(i/... )) Q^T with eigenvalues 1 ... 1000 (log-spaced) and a
-  // fixed rotation Q (Householder of a fixed vector): the diagonal form cannot see the rotation. The
-  // full form must reduce f by more than 100x in 2000 steps (seeds 1-3 mean).
+  // f = 0.5 x^T A x, A = Q diag(10^(3i/5)) Q^T (eigenvalues 1 ... 1000, log-spaced) with a fixed
+  // rotation Q (Householder of (1, ..., 6)), x0 = 1, 2000 steps, seeds 1-3 mean, a = 0.3,
+  // spall_gain A = 100, delta = 10. Measured (AVX2 build): f0 = 1803.8, full 1.20, diagonal spsa2
+  // with the same a and delta 3.26. Other settings measured: (a, delta) = (0.1, 1): full 9.8,
+  // diagonal 10.1; (0.5, 1): 25.1 vs 58.5; (0.5, 10): 2.11 vs 1.47; (1, 10): 2.38 vs 0.71;
+  // delta = 0.1 diverges for a >= 0.3 in both. The full form is NOT uniformly better than the
+  // diagonal one here (note the mappings differ: sqrt(lambda^2 + delta) vs |H_ii| + delta); asserted
+  // is only what holds: a decrease by more than 100x.
   const std::size_t d = 6;
   Eigen::VectorXd w(d);
   for (std::size_t i = 0; i < d; ++i) w[static_cast<Eigen::Index>(i)] = 1.0 + static_cast<double>(i);
@@ -332,8 +337,8 @@ TEST_CASE("full 2SPSA on a rotated ill-conditioned quadratic (d = 6)", "[zo][sps
   const std::vector<double> x0(d, 1.0);
   for (std::uint64_t seed = 1; seed <= 3; ++seed) {
     std::vector<double> x = x0;
-    spsa2_full<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.5}, spall_gain{100.0, 0.602}),
-                         zo::spsa2_full<>({.eps = 1e-2, .delta = 1.0, .seed = seed}));
+    spsa2_full<double> s(parameters<double>(std::span<double>(x)), optim::sgd<spall_gain>({.lr = 0.3}, spall_gain{100.0, 0.602}),
+                         zo::spsa2_full<>({.eps = 1e-2, .delta = 10.0, .seed = seed}));
     for (int k = 0; k < 2000; ++k) s.step(f);
     fend += f(x) / 3;
   }
