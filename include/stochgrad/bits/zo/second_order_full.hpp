@@ -96,8 +96,10 @@ struct spsa2_full_state {
   std::size_t dim = 0;                    ///< d, the flattened parameter count
   std::vector<double> hessian;            ///< Hbar, d x d row-major, symmetric (starts at 0)
   std::vector<double> next;               ///< the updated Hbar before it is committed (workspace)
-  std::vector<double> delta, delta_t;     ///< Delta, Delta~ of the last step, flattened (workspace)
-  std::vector<double> work_a, work_b;     ///< Hbar Delta~, Hbar Delta (workspace)
+  std::vector<double> delta;              ///< Delta of the last step, flattened (workspace)
+  std::vector<double> delta_t;            ///< Delta~ of the last step, flattened (workspace)
+  std::vector<double> work_a;             ///< Hbar Delta~ (workspace)
+  std::vector<double> work_b;             ///< Hbar Delta (workspace)
   std::vector<T> direction;               ///< f(Hbar)^{-1} G of the last step (workspace)
   std::vector<std::size_t> offsets;       ///< flat offset of each tensor (workspace)
   double outcomes[4] = {0.0, 0.0, 0.0, 0.0};  ///< y1..y4 of the last step (workspace; not saved)
