@@ -10,6 +10,7 @@
 /// | SPSA (Spall 1992, 1998) | `spall_spsa` | `zo::two_point<rademacher, zo::spall_perturbation>`, `optim::sgd<spall_gain>` | c_k = c/(k+1)^γ, a_k = a/(k+1+A)^α, θ ← θ − a_k (y₊ − y₋)/(2c_k) Δ |
 /// | HiZOO (Zhao et al., ICLR 2025) | `hizoo` | `zo::hizoo<>` (zo/hizoo.hpp), `optim::sgd<>` | L0, L± at θ ± ε√H z; H ← (1−α)H + α\|L+ + L− − 2L0\|/(2ε²) z²/H; θ ← θ − lr (L+ − L−)/(2ε) √H z (the reference code's form) |
 /// | Diagonal 2SPSA (Spall 2000, 2009) | `spsa2` | `zo::spsa2<>` (zo/second_order.hpp), `optim::sgd<spall_gain>` | Ĥ from two extra evaluations with Δ̃, averaged (optimal weights, feedback); θ ← θ − a_k G/(\|H̄\| + δ) |
+/// | Full-matrix 2SPSA (Spall 2000, 2009), d <= 4096 | `spsa2_full` | `zo::spsa2_full<>` (zo/second_order_full.hpp), `optim::sgd<spall_gain>` | dense Ĥ = h/2 (Δ̃Δᵀ + ΔΔ̃ᵀ), averaged (optimal weights, feedback); θ ← θ − a_k (H̄H̄ + δI)^{−1/2} G |
 /// | SPSA without tuning (Spall's guidelines, qiskit's calibration, blocking) | `spsa` | `zo::calibrated<...>` of the above (zo/calibrated.hpp) | a, A, c calibrated at θ₀; a step whose loss rises by more than 2σ is undone |
 /// | SPSA-GC of BlackVIP (Oh et al. 2023) | `spsa_gc` | `segmented_uniform` directions, Nesterov `optim::sgd<spall_gain>` | ĝ_i = (y₊ − y₋)/(2c_k Δ_i), m ← βm + ĝ, θ ← θ − a_k (ĝ + βm) |
 /// | GC-SPSA of DREAM | `gc_spsa` | `zo::dream_schedule`, `zo::gc_spsa_sgd` (zo/gc_spsa.hpp) | q_e = max(1, ⌊4/2^⌊e/2⌋⌋), m ← b m + Σ_j g_j z_j/q_e, b = γ N/(N + q_e) |
@@ -61,6 +62,7 @@
 #include "bits/zo/mask.hpp"
 #include "bits/zo/schedules.hpp"
 #include "bits/zo/second_order.hpp"
+#include "bits/zo/second_order_full.hpp"
 
 namespace stochgrad {
 
@@ -243,6 +245,12 @@ using hizoo = stepper<zo::hizoo<>, no_baseline, no_normalizer, optim::sgd<>, T>;
 /// theta -= a_k G / (|Hbar| + delta) with a_k = a/(k+1+A)^0.602, c_k = c/(k+1)^0.101.
 template <class T = float>
 using spsa2 = stepper<zo::spsa2<>, no_baseline, no_normalizer, optim::sgd<spall_gain>, T>;
+
+/// Full-matrix second-order SPSA for small d (d <= 4096; Spall 2000, with Spall 2009 feedback and
+/// optimal weighting; zo/second_order_full.hpp): the evaluations of `spsa2`, a dense d x d Hbar,
+/// theta -= a_k (Hbar Hbar + delta I)^{-1/2} G with a_k = a/(k+1+A)^0.602, c_k = c/(k+1)^0.101.
+template <class T = float>
+using spsa2_full = stepper<zo::spsa2_full<>, no_baseline, no_normalizer, optim::sgd<spall_gain>, T>;
 
 // ---------------------------------------------------------------------------------------------
 // Policy gradient (the framework user supplies rewards, log-probs and a vector-Jacobian callback)

@@ -54,6 +54,7 @@
 #include "replay_log.hpp"
 #include "schedules.hpp"
 #include "second_order.hpp"
+#include "second_order_full.hpp"
 
 /// @namespace stochgrad::zo
 /// Zeroth-order gradient estimation: estimators from objective values at perturbed parameters
