@@ -237,7 +237,9 @@ class rdp_accountant {
     }
     return privacy_from_rdp(orders, total, delta);
   }
-  /// @copydoc spent(double, std::span<const double>) const
+  /// (eps, best order) for `delta` over default_orders().
+  /// @param delta in (0, 1)
+  /// @throws invalid_argument for delta outside (0, 1).
   privacy_spent spent(double delta) const {
     const std::vector<double> o = default_orders();
     return spent(delta, o);
