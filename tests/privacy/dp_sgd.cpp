@@ -266,3 +266,19 @@ TEST_CASE("secure_seed draws from the OS entropy source", "[privacy][dp]") {
   // Two 64-bit draws collide with probability 2^-64.
   REQUIRE(privacy::secure_seed() != privacy::secure_seed());
 }
+
+TEST_CASE("dp_gradient<float>: SIMD chunk path == scalar path bitwise", "[privacy][dp]") {
+  const std::size_t n = 133, B = 5;
+  std::vector<float> w(n, 0.1f), g(B * n);
+  for (std::size_t k = 0; k < g.size(); ++k) g[k] = static_cast<float>(std::sin(0.13 * static_cast<double>(k)));
+  parameters<float> p(w);
+  const std::span<const float> tensors[1] = {std::span<const float>(g)};
+  const dp_gradient<float> src(p, {B, tensors}, {.max_grad_norm = 2.0, .noise_multiplier = 0.9, .expected_batch_size = 6.0, .seed = 5}, 11);
+  std::vector<float> out(n);
+  const std::span<float> outs[1] = {out};
+  materialize(p, src, std::span<const std::span<float>>(outs));
+  for (std::size_t e = 0; e < n; ++e) {
+    float th = w[e];
+    REQUIRE(src.at(0, e, th) == out[e]);
+  }
+}

@@ -158,8 +158,8 @@ void clip_factors(const parameters<T>& p, const per_sample_gradients<T>& g, doub
 /// Order of operations (equal in the chunk and the scalar path): `acc = c_0 g_0`,
 /// `acc = madd(c_i, g_i, acc)`, `acc = madd(zC, xi, acc)`, `out = acc / B_exp` (a division, as
 /// Opacus's `grad / expected_batch_size`). An empty batch gives `zC xi / B_exp` (Opacus keeps the
-/// noise). Holds a copy of the per-sample span view and B factors (one allocation at
-/// construction); the per-sample memory must outlive the source.
+/// noise). Holds a copy of the per-sample view and B factors (allocated at construction); the
+/// per-sample memory and the array of per-tensor spans must outlive the source.
 template <real_scalar T, class Noise = noise_gradient<gaussian, default_generator, T>>
 class dp_gradient {
  public:

@@ -83,8 +83,9 @@ inline double log_a_int(double q, double sigma, int alpha) noexcept {
   const double two_s2 = 2.0 * (sigma * sigma);
   for (int i = 0; i <= alpha; ++i) {
     if (i > 0) binom = binom * static_cast<double>(alpha - i + 1) / static_cast<double>(i);
-    const double log_coef = std::log(binom) + i * std::log(q) + (alpha - i) * std::log(1.0 - q);
-    const double s = log_coef + static_cast<double>(i * i - i) / two_s2;
+    const double fi = static_cast<double>(i);
+    const double log_coef = std::log(binom) + fi * std::log(q) + static_cast<double>(alpha - i) * std::log(1.0 - q);
+    const double s = log_coef + (fi * fi - fi) / two_s2;
     log_a = log_add(log_a, s);
   }
   return log_a;
