@@ -12,8 +12,8 @@
 ///
 /// GPG is `stepper<score_function<reinforce_loss>, group_mean (verl singletons), gpg_scale, ...>`
 /// (preset `verl::gpg`). verl computes `alpha` in float32 (an int64 tensor divided by an int64
-/// tensor); `gpg_scale::float32_alpha` reproduces that rounding (up to 3e-8 relative when
-/// `B / count` is not a short binary fraction); the default keeps alpha in double.
+/// tensor); `gpg_scale::float32_alpha` reproduces that rounding (at most 2^-24 ~ 6e-8 relative, e.g.
+/// 3.4e-8 for 7/3, when `B / count` is not a short binary fraction; rl_zo.md §6.4 says "up to 3e-8"); the default keeps alpha in double.
 #pragma once
 
 #include <algorithm>
