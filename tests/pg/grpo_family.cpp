@@ -646,3 +646,41 @@ TEST_CASE("§6.4-6.6 verl aliases as steppers: GPG, OPO, REINFORCE++-baseline on
     CHECK(s.estimator().loss().options().dual_clip == 3.0);
   }
 }
+
+TEST_CASE("GRPO family in float32: the same worked numbers to float tolerance", "[pg][float]") {
+  // float32 relative 2e-6 (§0.4); inputs rounded to float first.
+  auto to_f = [](const vd& x) { return std::vector<float>(x.begin(), x.end()); };
+  const std::vector<float> m = to_f(pp_mask), old = to_f(pp_old), ref = to_f(pp_ref);
+  const std::vector<float> scores{1.0f, 0.0f, 0.5f};
+  std::vector<float> tok(12), r(12), adv(12);
+  outcome_token_scores<float, float>(scores, m, 4, tok);
+  kl_in_reward<float, float>(tok, old, ref, m, 4, kl_estimator::k1, 0.01, r);
+  reinforce_pp_advantages<float, float>(r, m, 4, 1.0, adv);
+  CHECK(near(adv[0], 1.1981974691452288, 2e-6, 1e-6));
+  CHECK(near(adv[9], 0.11400000002778582, 2e-5, 1e-6));  // a difference of two O(1) values: absolute 1e-6
+  const std::vector<float> s6 = to_f(six_scores), m6 = to_f(six_mask);
+  const group_layout g = group_layout::by_id(six_ids);
+  std::vector<float> a(6), coef(24), lp(24, -0.5f);
+  advantages(group_mean::verl(), gpg_scale{}, std::span<const float>(s6), g, std::span<float>(a));
+  CHECK(near(a[1], -1.3333333333333333, 2e-6));
+  const token_batch<float, float> tb{6, 4, lp, {}, {}, m6, a};
+  reinforce_loss{}.evaluate(tb, std::span<float>(coef));
+  CHECK(near(coef[0], -0.04166666666666667, 2e-6));
+  std::vector<float> a2(6);
+  advantages(length_weighted_mean{six_lengths}, no_normalizer{}, std::span<const float>(s6), g, std::span<float>(a2));
+  CHECK(near(a2[0], 0.2222222222222222, 2e-6));
+  advantages(group_mean::verl(), token_whiten{six_lengths}, std::span<const float>(s6), g, std::span<float>(a2));
+  CHECK(near(a2[0], 0.6433127789424072, 2e-6));
+  std::vector<float> pen(2);
+  const std::vector<std::size_t> lens{13, 16};
+  overlong_penalty<float, std::size_t>(lens, {20, 8, 1.0}, pen);
+  CHECK(pen[0] == -0.125f);
+  CHECK(pen[1] == -0.5f);
+  std::vector<float> theta(4, 0.0f);
+  verl::gpg<float> s(theta, {.lr = 1e-3f});
+  const pg_batch<float> pb{.rewards = s6, .length = 4, .logp = lp, .mask = m6};
+  const auto rep = s.step(pb, g, [](std::span<const float> c, std::span<float> grad) {
+    for (std::size_t i = 0; i < c.size(); ++i) grad[i % grad.size()] += c[i];
+  });
+  CHECK(near(rep.coefficients[0], -0.04166666666666667, 2e-6));
+}
