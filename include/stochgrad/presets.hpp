@@ -343,7 +343,22 @@ struct verl_gpg_loss {
 };
 }  // namespace paper
 
-/// verl's registry names as stochgrad compositions (see the section comment above).
+/// verl's registry names as stochgrad compositions (the presets index, continued; verl
+/// core_algos.py @ b178a3cd56):
+///
+/// | verl name (adv_estimator / loss_mode) | alias or functions | advantage / loss |
+/// |---|---|---|
+/// | `grpo`, `grpo_vectorized` | `verl::grpo`, `verl::grpo_vectorized` | A = (r − mean_g r)/(std_g r + 1e-6), singleton mean 0 / std 1; vanilla loss |
+/// | `rloo`, `rloo_vectorized` | `verl::rloo`, `verl::rloo_vectorized` | A_i = r_i − mean_{j≠i} r_j; vanilla loss |
+/// | `reinforce_plus_plus` | `kl_in_reward`, `outcome_token_scores`, `reinforce_pp_advantages` (pg/reinforce_pp.hpp) | G_t = r_t + γ G_{t+1} (reset at the mask), A = (G − μ)/√(var + 1e-8) over all tokens |
+/// | `reinforce_plus_plus_baseline` | `verl::reinforce_plus_plus_baseline` (`token_whiten`) | d = s − mean_g s, whitened over all valid tokens |
+/// | `opo` | `verl::opo` (`length_weighted_mean`, pg/opo.hpp) | A = s − Σ L s / Σ L per group |
+/// | `gpg` (both) | `verl::gpg` (`gpg_scale`, `reinforce_loss`, pg/gpg.hpp) | A = B/#{s ≠ 0} (s − mean_g s); L = −Σ W log π A |
+/// | `vanilla`, `gspo`, `cispo` (loss_mode) | `clipped_surrogate` (verl_upstream), `paper::gspo_loss`, `paper::cispo_loss` | PPO clip, sequence ratio, clipped stopped weight |
+///
+/// `gae`, `remax`, `grpo_passk`, `optimal_token_baseline`, `tir_optimal_token_baseline`, `sapo`,
+/// `clip_cov`, `kl_cov`, `geo_mean`, `bypass_mode` have no counterpart: `advantage_estimator` /
+/// `policy_loss` throw `invalid_argument` naming the missing piece.
 namespace verl {
 
 /// `adv_estimator = grpo`: group mean / (group std + 1e-6), verl singletons, vanilla loss.

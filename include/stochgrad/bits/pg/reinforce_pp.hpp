@@ -203,8 +203,7 @@ void outcome_token_scores(std::span<const T> scores, std::span<const M> mask, st
 /// @param mask           `[B x L]` response mask, or empty (all ones)
 /// @param length         L
 /// @param gamma          discount in [0, 1] (verl default 1)
-/// @param adv            `[B x L]` advantages (0 on masked tokens); may be `token_rewards` only if
-///                       `returns` is empty or distinct
+/// @param adv            `[B x L]` advantages (0 on masked tokens); may alias `token_rewards`
 /// @param returns        `[B x L]` returns G, or empty
 /// @return M, mu and var of the whitening
 /// @throws invalid_argument for length 0, gamma outside [0, 1], a mask summing to 0 or 1;
