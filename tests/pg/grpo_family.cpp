@@ -264,7 +264,9 @@ TEST_CASE("§6.3 REINFORCE++: worked example (verl's numbers)", "[pg][reinforce_
   outcome_token_scores<double, double>(scores, pp_mask, 4, tok);
   require_all_near(tok, {0, 0, 1.0, 0, 0, 0, 0, 0.0, 0, 0.5, 0, 0});
   vd r(12);
-  kl_in_reward<double, double>(tok, pp_old, pp_ref, pp_mask, 4, kl_estimator::k1, 0.01, r);
+  const double current_kl = kl_in_reward<double, double>(tok, pp_old, pp_ref, pp_mask, 4, kl_estimator::k1, 0.01, r);
+  // verl's current_kl: mean over rows of sum(kl m) / (sum m + 1e-8); row KL sums -0.1, 0, -0.1.
+  CHECK(near(current_kl, (-0.1 / (3 + 1e-8) + 0.0 / (4 + 1e-8) - 0.1 / (2 + 1e-8)) / 3.0, 1e-12, 1e-15));
   require_all_near(r, {-0.001, 0.002, 1.0, 0, -0.001, -0.002, 0.003, 0.0, 0.003, 0.498, 0, 0});
   vd adv(12, 7.0), ret(12, 7.0);
   const token_whitening w = reinforce_pp_advantages<double, double>(r, pp_mask, 4, 1.0, adv, ret);
@@ -316,6 +318,19 @@ TEST_CASE("§6.3 kl_in_reward: verl's estimators", "[pg][reinforce_pp]") {
   const vd m0{0, 1, 0};
   kl_in_reward<double, double>(s, old, ref, m0, 3, kl_estimator::k1, 1.0, out);
   require_all_near(out, {0.0, 0.6, 1.0}, 1e-12, 1e-15);
+}
+
+TEST_CASE("§6.3 adaptive KL controller (verl AdaptiveKLController)", "[pg][reinforce_pp]") {
+  adaptive_kl_controller c;  // 0.001, target 0.1, horizon 10000
+  c.update(0.15, 256);       // error clipped to 0.2: value *= 1 + 0.2 * 256 / 10000
+  CHECK(near(c.value, 0.001 * 1.00512));
+  c.update(0.09, 100);       // error -0.1: value *= 1 - 0.1 * 100 / 10000
+  CHECK(near(c.value, 0.001 * 1.00512 * 0.999));
+  const double v = c.value;
+  CHECK_THROWS_AS(c.update(NAN, 10), invalid_argument);
+  c.target_kl = 0.0;
+  CHECK_THROWS_AS(c.update(0.1, 10), invalid_argument);
+  CHECK(c.value == v);
 }
 
 TEST_CASE("§6.3 REINFORCE++-baseline: worked example (verl's numbers)", "[pg][reinforce_pp][worked]") {

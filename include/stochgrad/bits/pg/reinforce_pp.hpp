@@ -9,6 +9,7 @@
 /// All arrays are row-major `[B x L]` with mask m (0/1 in practice; empty = all ones):
 ///
 ///     token rewards (KL in the reward):  r_nt = score_nt - beta * (kl_nt * m_nt)
+///         beta fixed (verl kl_coef 0.001) or from `adaptive_kl_controller`
 ///         kl by estimator on x = old - ref: k1 = x ; abs = |x| ; k2 = x^2 / 2 ;
 ///         k3 = clamp(exp(c) - c - 1, -10, 10) with c = clamp(-x, -20, 20)        (verl kl_penalty)
 ///     returns (discount gamma, reset after each sequence's end):
@@ -143,21 +144,56 @@ inline double verl_kl_value(kl_estimator k, double old, double ref) noexcept {
 /// @param k             KL estimator
 /// @param beta          KL coefficient (verl's fixed controller: 0.001); finite
 /// @param out           `[B x L]` token rewards
+/// @return verl's `current_kl` for the KL controller: the mean over sequences of
+///         `sum_t kl_nt m_nt / (sum_t m_nt + 1e-8)`
 /// @throws invalid_argument for length 0 or a non-finite beta; size_mismatch on inconsistent sizes;
 ///         nonfinite_error for a non-finite score or log-probability. Nothing is written then.
 template <real_scalar T, class M = T>
-void kl_in_reward(std::span<const T> token_scores, std::span<const T> old_logp, std::span<const T> ref_logp,
+double kl_in_reward(std::span<const T> token_scores, std::span<const T> old_logp, std::span<const T> ref_logp,
                   std::span<const M> mask, std::size_t length, kl_estimator k, double beta, std::span<T> out) {
   const char* what = "kl_in_reward";
   detail::require(std::isfinite(beta), what, "beta", beta, "finite");
   detail::check_token_arrays(what, token_scores, "token_scores", mask, length, out.size());
   detail::check_token_arrays(what, old_logp, "old_logp", mask, length, token_scores.size());
   detail::check_token_arrays(what, ref_logp, "ref_logp", mask, length, token_scores.size());
-  for (std::size_t i = 0; i < token_scores.size(); ++i) {
-    const double kl = detail::verl_kl_value(k, static_cast<double>(old_logp[i]), static_cast<double>(ref_logp[i]));
-    out[i] = static_cast<T>(static_cast<double>(token_scores[i]) - beta * (kl * detail::mask_value(mask, i)));
+  const std::size_t B = token_scores.size() / length;
+  double current = 0.0;
+  for (std::size_t n = 0; n < B; ++n) {
+    double row = 0.0, cnt = 0.0;
+    for (std::size_t t = 0; t < length; ++t) {
+      const std::size_t i = n * length + t;
+      const double m = detail::mask_value(mask, i);
+      const double kld = detail::verl_kl_value(k, static_cast<double>(old_logp[i]), static_cast<double>(ref_logp[i])) * m;
+      out[i] = static_cast<T>(static_cast<double>(token_scores[i]) - beta * kld);
+      row += kld;
+      cnt += m;
+    }
+    current += row / (cnt + 1e-8);
   }
+  return current / static_cast<double>(B);
 }
+
+/// verl's adaptive KL controller (`AdaptiveKLController`, Ziegler et al. 2019):
+/// `e = clip(current_kl / target_kl - 1, -0.2, 0.2)`, `value *= 1 + e * n_steps / horizon`.
+/// verl's defaults: initial value (kl_coef) 0.001, target 0.1, horizon 10000; `update` is called
+/// once per batch with `n_steps` = the batch size and `current_kl` from `kl_in_reward`.
+struct adaptive_kl_controller {
+  double value = 0.001;      ///< the current coefficient beta; finite and >= 0
+  double target_kl = 0.1;    ///< target KL; finite and > 0
+  double horizon = 10000.0;  ///< horizon; finite and > 0
+
+  /// One update. @throws invalid_argument for a non-finite current_kl or a bad option; the value is
+  /// unchanged then
+  void update(double current_kl, std::size_t n_steps) {
+    const char* w = "adaptive_kl_controller";
+    detail::require(value >= 0.0 && std::isfinite(value), w, "value", value, "finite and >= 0");
+    detail::require(target_kl > 0.0 && std::isfinite(target_kl), w, "target_kl", target_kl, "finite and > 0");
+    detail::require(horizon > 0.0 && std::isfinite(horizon), w, "horizon", horizon, "finite and > 0");
+    detail::require(std::isfinite(current_kl), w, "current_kl", current_kl, "finite");
+    const double e = std::clamp(current_kl / target_kl - 1.0, -0.2, 0.2);
+    value *= 1.0 + e * static_cast<double>(n_steps) / horizon;
+  }
+};
 
 /// Token scores from one outcome score per sequence, placed as verl's reward managers place them:
 /// `out[n*L + len_n - 1] = scores[n]`, 0 elsewhere, with `len_n = sum_t m_nt` the valid length
