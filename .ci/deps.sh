@@ -12,6 +12,9 @@ sg_packages=(cmake ninja-build g++ pkg-config libeigen3-dev libxsimd-dev catch2 
 sg_packages+=(chromium)
 # clang-14 and libclang-rt-14-dev build the libFuzzer targets of fuzz/ (.ci/fuzz.sh).
 sg_packages+=(clang-14 libclang-rt-14-dev)
+# g++-aarch64-linux-gnu and qemu-user cross-build the noise known-answer test for ARM NEON and run it
+# under emulation (test_isa_kat_neon; SKIPPED without them).
+sg_packages+=(g++-aarch64-linux-gnu qemu-user)
 sg_missing=()
 for p in "${sg_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || sg_missing+=("$p")

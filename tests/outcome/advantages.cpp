@@ -14,26 +14,17 @@
 #include <stochgrad/stochgrad.hpp>
 
 #include "support/catch.hpp"
+#include "support/near.hpp"
 
 using namespace stochgrad;
 using vd = std::vector<double>;
 
 namespace {
 
-constexpr double rel = 1e-12;
-constexpr double abs0 = 1e-15;
-
-bool near(double got, double want, double r = rel, double a = abs0) {
-  return std::abs(got - want) <= a + r * std::abs(want);
-}
-
-void require_all_near(const vd& got, const vd& want, double r = rel, double a = abs0) {
-  REQUIRE(got.size() == want.size());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO("index " << i << " got " << got[i] << " want " << want[i]);
-    CHECK(near(got[i], want[i], r, a));
-  }
-}
+using sg_test::abs0;
+using sg_test::near;
+using sg_test::rel;
+using sg_test::require_all_near;
 
 template <class B, class N>
 vd adv_of(const B& b, const N& n, const vd& r, const group_layout& g, advantage_stats* st = nullptr) {

@@ -166,7 +166,23 @@ STOCHGRAD_ALWAYS_INLINE f32b pick(const xsimd::batch_bool<float>& c, const f32b&
 }
 
 STOCHGRAD_ALWAYS_INLINE float sqrt_cr(float x) noexcept { return std::sqrt(x); }
-STOCHGRAD_ALWAYS_INLINE f32b sqrt_cr(const f32b& x) noexcept { return xsimd::sqrt(x); }
+// Correctly rounded square root on registers. xsimd 8.1's NEON sqrt is an estimate refined by
+// Newton steps, which differs from std::sqrt in the last bit for about a third of the inputs
+// (found by tests/isa/kat.cpp under qemu-aarch64), so AArch64 uses FSQRT directly and targets
+// without a known IEEE vector square root go lane by lane.
+STOCHGRAD_ALWAYS_INLINE f32b sqrt_cr(const f32b& x) noexcept {
+#if defined(__SSE2__) || defined(__AVX__) || defined(__AVX512F__)
+  return xsimd::sqrt(x);  // SQRTPS: IEEE correctly rounded
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+  return f32b(vsqrtq_f32(x));
+#else
+  constexpr std::size_t W = f32b::size;
+  alignas(64) float v[W];
+  x.store_aligned(v);
+  for (std::size_t j = 0; j < W; ++j) v[j] = std::sqrt(v[j]);
+  return f32b::load_aligned(v);
+#endif
+}
 
 STOCHGRAD_ALWAYS_INLINE float min_f(float a, float b) noexcept { return b < a ? b : a; }
 STOCHGRAD_ALWAYS_INLINE f32b min_f(const f32b& a, const f32b& b) noexcept { return xsimd::min(a, b); }
