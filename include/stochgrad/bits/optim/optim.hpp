@@ -6,6 +6,7 @@
 
 #include "adam.hpp"
 #include "adan.hpp"
+#include "mfac.hpp"
 #include "clip.hpp"
 #include "optimizer.hpp"
 #include "parameters.hpp"
