@@ -18,7 +18,7 @@
 /// check (no training until every test class is in the prefix) belongs to the utility: return
 /// V(empty) for such prefixes and the marginals are the same. **[stochgrad decision]** when
 /// |mean_score| < 1e-12 the truncation test is absolute, `|V - mean_score| <= tolerance`.
-/// G-Shapley (section 2.4) is not in this header.
+/// G-Shapley (section 2.4) is in g_shapley.hpp.
 #pragma once
 
 #include <algorithm>
