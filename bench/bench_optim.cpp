@@ -322,6 +322,26 @@ std::int64_t max_n() {
   return v ? std::atoll(v) : std::int64_t{100'000'000};
 }
 
+// M-FAC step (issue 17 §3): cost against the window size m at d = 1e6 floats, one thread. The
+// step is O(m d) (two passes over the m x d window: the dots with the new gradient and the
+// product), so ns/elem should grow linearly in m; compare with one fused Adam step (28 B/elem).
+void BM_mfac(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const auto m = static_cast<std::size_t>(st.range(1));
+  arrays& A = arrays_for(n);
+  sg::parameters<float> p{std::span<float>(A.x)};
+  const opt::mfac<> o(opt::mfac_options{.lr = 1e-4, .damp = 1e-5, .ngrads = m});
+  auto s = o.init(p);
+  const sg::dense_gradient<float> g1{std::span<const float>(A.g)}, g2{std::span<const float>(A.g2)};
+  sg::step_context ctx;
+  for (auto _ : st) {
+    o.update(p, s, (ctx.step & 1) ? g2 : g1, ctx);
+    ++ctx.step;
+    benchmark::ClobberMemory();
+  }
+  finish(st, n, static_cast<double>(2 * m + 3) * 4.0);
+}
+
 void threaded_args(benchmark::internal::Benchmark* b) {
   b->Args({4096, 1});
   for (const std::int64_t n : {std::int64_t{10'000'000}, std::int64_t{100'000'000}}) {
@@ -350,6 +370,7 @@ BENCHMARK(BM_adan_fused)->Apply(threaded_args);
 BENCHMARK(BM_adan_lazy_mezo)->Apply(threaded_args);
 BENCHMARK(BM_adan_scalar)->Apply(single_args);
 BENCHMARK(BM_adan_eigen)->Apply(single_args);
+BENCHMARK(BM_mfac)->Args({4096, 8})->Args({1'000'000, 4})->Args({1'000'000, 16})->Args({1'000'000, 64})->UseRealTime();
 BENCHMARK(BM_sgd_momentum_fused)->Apply(threaded_args);
 
 BENCHMARK_MAIN();

@@ -12,6 +12,7 @@
 #include <stochgrad/bits/optim/mfac.hpp>
 #include <stochgrad/bits/stepper/serialize.hpp>
 
+#include "support/alloc_counter.hpp"
 #include "support/catch.hpp"
 
 using namespace stochgrad;
@@ -218,4 +219,21 @@ TEST_CASE("optim::mfac: bad input is refused before anything changes", "[mfac]")
   optim::mfac<> other({.lr = 0.1, .damp = 0.1, .ngrads = 3, .momentum = 0.5});
   CHECK_THROWS_AS(other.update(p, s, dense_gradient<double>(std::span<const double>(good)), {}), state_error);
   CHECK(theta == theta0);
+}
+
+TEST_CASE("optim::mfac: no heap allocation per step once the state exists", "[mfac]") {
+  // The window, its m x m workspace and the flat gradient/direction buffers are sized by init.
+  std::vector<double> theta(300, 0.5);
+  std::vector<double> grad(300);
+  parameters<double> p;
+  p.add(theta);
+  optim::mfac<> opt({.lr = 0.01, .damp = 0.1, .ngrads = 8, .momentum = 0.9, .weight_decay = 0.01});
+  auto s = opt.init(p);
+  long during = 0;
+  for (std::size_t k = 0; k < 12; ++k) {  // past a full ring
+    for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = theta[i] * static_cast<double>(1 + i % 7) - 0.01;
+    const dense_gradient<double> g{std::span<const double>(grad)};
+    during += alloc_counter::allocations_of([&] { opt.update(p, s, g, {.step = k}); });
+  }
+  CHECK(during == 0);
 }

@@ -55,6 +55,7 @@ class mfac_window {
     detail::require_positive("mfac_window", "damp (lambda)", lambda);
     G_.assign(m * d, T(0));
     dots_.assign(m * m, 0.0);
+    size_workspace();
     setup();
   }
 
@@ -94,33 +95,24 @@ class mfac_window {
     stochgrad::detail::require_same_size("mfac_window::update_mul", "out", out.size(), "d", d_);
     check_gradient(g);
     std::copy(g.begin(), g.end(), G_.begin() + static_cast<std::ptrdiff_t>(last_ * d_));
-    const std::vector<double> t = refresh_row(last_);
+    refresh_row(last_);
     last_ = (last_ + 1) % m_;
-    mul_with_dots(g, t, out);
+    mul_with_dots(g, t_, out);  // t_ = G g after the refresh
   }
 
   /// `out = F^{-1} x`.
   /// @throws size_mismatch unless x and out have d elements.
   void mul(std::span<const T> x, std::span<T> out) const {
     stochgrad::detail::require_same_size("mfac_window::mul", "out", out.size(), "d", d_);
-    mul_with_dots(x, dots_with(x), out);
+    const std::vector<double> gx = dots_with(x);
+    mul_with_dots(x, gx, out);
   }
 
   /// The coefficients `c = (z / den) B` of the product with x given `G x` (`F^{-1}x = x/lambda -
   /// sum_j c_j G_j`), so a caller can apply the product while streaming over the parameters.
   std::vector<double> product_coefficients(std::span<const double> gx) const {
-    std::vector<double> z(m_);
-    const double li = 1.0 / lambda_;
-    for (std::size_t i = 0; i < m_; ++i) z[i] = li * gx[i];
-    for (std::size_t i = 1; i < m_; ++i) {
-      const double f = z[i - 1] / den_[i - 1];
-      for (std::size_t j = i; j < m_; ++j) z[j] -= D_[(i - 1) * m_ + j] * f;
-    }
-    std::vector<double> c(m_, 0.0);
-    for (std::size_t i = 0; i < m_; ++i) {
-      const double w = z[i] / den_[i];
-      for (std::size_t j = 0; j <= i; ++j) c[j] += w * B_[i * m_ + j];
-    }
+    std::vector<double> z(m_), c(m_);
+    coefficients_into(gx, z, c);
     return c;
   }
 
@@ -151,10 +143,36 @@ class mfac_window {
     d_ = static_cast<std::size_t>(d);
     last_ = static_cast<std::size_t>(last);
     lambda_ = lambda;
+    size_workspace();
     setup();
   }
 
  private:
+  // z: forward substitution of (G x)/lambda; c = (z / den) B.
+  void coefficients_into(std::span<const double> gx, std::vector<double>& z, std::vector<double>& c) const {
+    const double li = 1.0 / lambda_;
+    for (std::size_t i = 0; i < m_; ++i) z[i] = li * gx[i];
+    for (std::size_t i = 1; i < m_; ++i) {
+      const double f = z[i - 1] / den_[i - 1];
+      for (std::size_t j = i; j < m_; ++j) z[j] -= D_[(i - 1) * m_ + j] * f;
+    }
+    std::fill(c.begin(), c.end(), 0.0);
+    for (std::size_t i = 0; i < m_; ++i) {
+      const double w = z[i] / den_[i];
+      for (std::size_t j = 0; j <= i; ++j) c[j] += w * B_[i * m_ + j];
+    }
+  }
+
+  // Every buffer the updates and products use, sized once (no allocation per step after this).
+  void size_workspace() {
+    D_.assign(m_ * m_, 0.0);
+    B_.assign(m_ * m_, 0.0);
+    P_.assign(m_ * m_, 0.0);
+    den_.assign(m_, 0.0);
+    t_.assign(m_, 0.0);
+    z_.assign(m_, 0.0);
+    c_.assign(m_, 0.0);
+  }
   void check_gradient(std::span<const T> g) const {
     stochgrad::detail::require_same_size("mfac_window::update", "g", g.size(), "d", d_);
     for (std::size_t i = 0; i < g.size(); ++i) {
@@ -169,21 +187,20 @@ class mfac_window {
     return s;
   }
 
-  // Row `i` of G changed: refresh row and column i of dots, then the derived matrices.
-  std::vector<double> refresh_row(std::size_t i) {
-    std::vector<double> t = dots_with(row(i));
+  // Row `i` of G changed: t_ = G g_i, row and column i of dots, then the derived matrices.
+  void refresh_row(std::size_t i) {
+    for (std::size_t j = 0; j < m_; ++j) t_[j] = dot_row(j, G_.data() + i * d_);
     for (std::size_t j = 0; j < m_; ++j) {
-      dots_[i * m_ + j] = t[j];
-      dots_[j * m_ + i] = t[j];
+      dots_[i * m_ + j] = t_[j];
+      dots_[j * m_ + i] = t_[j];
     }
     setup();
-    return t;
   }
 
   void setup() {
     const std::size_t m = m_;
     const double li = 1.0 / lambda_, md = static_cast<double>(m);
-    std::vector<double> P(m * m);
+    std::vector<double>& P = P_;
     for (std::size_t i = 0; i < m; ++i)
       for (std::size_t j = 0; j < m; ++j) P[i * m + j] = li * dots_[i * m + j] + (i == j ? md : 0.0);
     for (std::size_t k = 0; k < m; ++k)  // LU without pivoting, packed
@@ -192,13 +209,12 @@ class mfac_window {
         P[i * m + k] = l;
         for (std::size_t j = k + 1; j < m; ++j) P[i * m + j] -= l * P[k * m + j];
       }
-    D_.assign(m * m, 0.0);
-    den_.assign(m, 0.0);
+    std::fill(D_.begin(), D_.end(), 0.0);
     for (std::size_t i = 0; i < m; ++i) {
       for (std::size_t j = i; j < m; ++j) D_[i * m + j] = P[i * m + j] - (i == j ? md : 0.0);
       den_[i] = md + D_[i * m + i];
     }
-    B_.assign(m * m, 0.0);
+    std::fill(B_.begin(), B_.end(), 0.0);
     for (std::size_t i = 0; i < m; ++i) B_[i * m + i] = li;
     for (std::size_t i = 1; i < m; ++i)
       for (std::size_t j = 0; j < i; ++j) {
@@ -209,7 +225,8 @@ class mfac_window {
   }
 
   void mul_with_dots(std::span<const T> x, const std::vector<double>& gx, std::span<T> out) const {
-    const std::vector<double> c = product_coefficients(gx);
+    coefficients_into(gx, z_, c_);
+    const std::vector<double>& c = c_;
     const double li = 1.0 / lambda_;
     for (std::size_t k = 0; k < d_; ++k) {
       double s = li * static_cast<double>(x[k]);
@@ -221,7 +238,8 @@ class mfac_window {
   std::size_t m_ = 0, d_ = 0, last_ = 0;
   double lambda_ = 1e-5;
   std::vector<T> G_;
-  std::vector<double> dots_, D_, den_, B_;
+  std::vector<double> dots_, D_, den_, B_, P_, t_;
+  mutable std::vector<double> z_, c_;  // product workspace
 };
 
 /// Hyper-parameters of optim::mfac (defaults as the reference's MFAC class).
@@ -241,6 +259,7 @@ struct mfac_state {
   std::vector<T> momentum;           ///< v (flattened), empty when momentum == 0
   std::vector<T> gradient;           ///< workspace: the flattened gradient of the step (not saved)
   std::vector<T> direction;          ///< workspace: F^{-1} g (not saved)
+  std::vector<std::size_t> offset;   ///< workspace: first flat index of each tensor (not saved)
 
   /// Saves/loads the counters, the window and the momentum (format: stepper/serialize.hpp).
   template <class Ar>
@@ -318,6 +337,7 @@ class mfac {
     if (o_.momentum > 0.0) s.momentum.assign(p.size(), T(0));
     s.gradient.resize(p.size());
     s.direction.resize(p.size());
+    s.offset.resize(p.tensors() + 1);
     return s;
   }
 
@@ -353,8 +373,10 @@ class mfac {
     g.check(p);
     check_state(s, p);
     const double factor = sched_(ctx.step) * ctx.lr_factor;
-    std::vector<std::size_t> offset(p.tensors() + 1, 0);
-    for (std::size_t t = 0; t < p.tensors(); ++t) offset[t + 1] = offset[t] + p.tensor(t).size();
+    s.offset.resize(p.tensors() + 1);  // no allocation once init sized it
+    s.offset[0] = 0;
+    for (std::size_t t = 0; t < p.tensors(); ++t) s.offset[t + 1] = s.offset[t] + p.tensor(t).size();
+    const std::vector<std::size_t>& offset = s.offset;
     s.gradient.resize(p.size());
     s.direction.resize(p.size());
     // Pass 1: the flattened g = grad + wd theta (read-only), then the window and F^{-1} g.
