@@ -181,7 +181,7 @@ if(NOT at EQUAL 0)
   fail("summary.txt differs from the terminal table")
 endif()
 
-set(first_order ref-gd adan)
+set(first_order ref-gd adan mfac)
 set(policy_gradient grpo bnpo grpo-adv+sgd rloo reinforce)
 # JSON: parses, one entry per applicable (problem, stepper) pair, every run ok with curves and a
 # measured gradient quality; what each family saw from the problem (first-order: gradients only;
@@ -191,7 +191,7 @@ string(JSON tool GET "${json}" tool)
 string(JSON nruns LENGTH "${json}" runs)
 string(JSON nprob LENGTH "${json}" problems)
 # 8 objective problems x (2 first-order + 8 zeroth-order steppers) + 1 reward task x 5 = 85, plus
-# 10 per Fashion-MNIST problem (present when this build has zlib and the machine the files).
+# mfac on logreg-cancer and mlp-digits (87), plus 10 per Fashion-MNIST problem (present when this build has zlib and the machine the files).
 set(nfm 0)
 math(EXPR lastp "${nprob} - 1")
 foreach(i RANGE ${lastp})
@@ -203,7 +203,7 @@ endforeach()
 if(HAVE_ZLIB AND EXISTS "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz" AND NOT nfm EQUAL 2)
   fail("zlib and Fashion-MNIST are here but the run has ${nfm} fmnist problems")
 endif()
-math(EXPR want_runs "85 + 10 * ${nfm}")
+math(EXPR want_runs "87 + 10 * ${nfm}")
 math(EXPR want_prob "9 + ${nfm}")
 if(NOT tool STREQUAL "stochgrad shootout" OR NOT nruns EQUAL want_runs OR NOT nprob EQUAL want_prob)
   fail("results.json: tool '${tool}', ${nruns} runs (expected ${want_runs}), ${nprob} problems (expected ${want_prob})")
