@@ -289,3 +289,79 @@ TEST_CASE("8.2: mean-field VI for logistic regression: ELBO (pathwise, score, LO
   check_all(q.gmu, {-0.3497021320503218, 0.32751070165496493});
   check_all(q.grho, {0.7131854060021215, 0.7478978163861155});
 }
+
+TEST_CASE("4.3: Gaussian mixture, the five strategy compositions", "[dist][worked][mixture]") {
+  const std::vector<double> l = {0.2, -0.1, 0.4}, mu = {-1.0, 0.5, 2.0};
+  const std::vector<double> rho = {std::log(0.5), std::log(1.0), std::log(0.3)};
+  const std::vector<double> eps = {0.3, -1.1, 0.6}, u = {0.5}, gu = {0.25, 0.7, 0.4};
+  const std::array<std::span<const double>, 3> phi{std::span<const double>(l), std::span<const double>(mu),
+                                                   std::span<const double>(rho)};
+  const sd::param_spans<double> p(phi);
+  auto f = [](double z) { return (z - 0.8) * (z - 0.8); };
+  auto df = [](double z) { return 2.0 * (z - 0.8); };
+  std::vector<double> w(3), z(3), fk(3), gk(3);
+  sd::gaussian_mixture::weights<double>(p, w);
+  check_all(w, {0.3375845377987164, 0.2500887766217052, 0.41232668557957836});
+  sd::gaussian_mixture::component_samples<double>(p, eps, z);
+  check_all(z, {-0.85, -0.6, 2.18});
+  for (std::size_t k = 0; k < 3; ++k) {
+    fk[k] = f(z[k]);
+    gk[k] = df(z[k]);
+  }
+  check_all(fk, {2.7225, 1.96, 1.9044});
+  CHECK(sd::categorical_logits::index(w, u[0]) == 1);  // the component draw k = 1
+  std::vector<double> gl(3), gm(3), gr(3);
+  const std::array<std::span<double>, 3> out{std::span<double>(gl), std::span<double>(gm), std::span<double>(gr)};
+  const sd::grad_spans<double> o(out);
+
+  sd::mixture_enum_pathwise_gradient<double>(p, eps, fk, gk, o);  // (a)
+  check_all(gl, {0.17825042676361608, -0.05864152818327111, -0.11960889858034474});
+  check_all(gm, {-1.1140289747357641, -0.7002485745407746, 1.1380216521996362});
+  check_all(gr, {-0.1671043462103646, 0.7702734319948521, 0.2048438973959345});
+
+  const std::vector<double> f1 = {fk[1]}, g1 = {gk[1]};
+  sd::mixture_score_pathwise_gradient<double>(p, eps, u, f1, g1, o);  // (b)
+  check_all(gl, {-0.6616656940854843, 1.469825997821458, -0.8081603037359737});
+  check_all(gm, {0, -2.8000000000000003, 0});
+  check_all(gr, {0, 3.0800000000000005, 0});
+
+  std::vector<double> resp(3);
+  sd::mixture_density_score_gradient<double>(p, eps, u, f1, o, no_baseline{}, no_normalizer{}, std::span<double>(resp));  // (c)
+  check_all(resp, {0.7821342205139044, 0.21786577948609573, 1.07e-16});
+  check_rel(resp[2], 1.07e-16, 1e-2);  // quoted to 3 digits
+  check_all(gl, {0.8713173781217686, -0.06315707438579457, -0.8081603037359735});
+  check_all(gm, {2.452772915531604, -0.4697186205720225, 0});
+  check_rel(gr[0], -0.5518739059946115);
+  check_rel(gr[1], 0.0896735548364771);
+  // The spec quotes "0 (abs)" for d/drho_2, but its exact value is f resp_2 (t^2 - 1) with
+  // t = (-0.6 - 2)/0.3: 1.96 * 1.07e-16 * 74.1 = 1.55e-14, just above section 0.3's absolute 1e-14;
+  // asserted against that value to the 3 digits the spec gives resp_2.
+  const double t2 = (-0.6 - 2.0) / 0.3;
+  check_rel(gr[2], 1.96 * 1.07e-16 * (t2 * t2 - 1.0), 1e-2);
+
+  // (d) for the loss f minimised: q = -f, g = -grad f; the spec's rows are loss gradients (negated here).
+  std::vector<double> q(3), gq(3);
+  for (std::size_t k = 0; k < 3; ++k) {
+    q[k] = -fk[k];
+    gq[k] = -gk[k];
+  }
+  const double Lw = sd::mixture_frequency_gradient<double>(p, eps, q, gq, o);
+  check_rel(Lw, 0.17395588027826592);
+  for (double& x : gl) x = -x;
+  for (double& x : gm) x = -x;
+  for (double& x : gr) x = -x;
+  check_all(gl, {0.09078553204180596, 0.052667771062624706, -0.14345330310443066});
+  check_all(gm, {0, 0, 2.76});
+  check_all(gr, {0, 0, 0.4968});
+
+  std::vector<double> zr(1), y(3);
+  sd::mixture_gumbel_point<double>(p, eps, gu, 0.5, zr, y);  // (e)
+  check_all(y, {0.07870648353829601, 0.6525285684188151, 0.268764948042889});
+  check_rel(zr[0], 0.1274899346746572);
+  check_rel(f(zr[0]), 0.4522697879638969);
+  const std::vector<double> gz = {df(zr[0])};
+  sd::mixture_gumbel_gradient<double>(p, eps, gu, 0.5, gz, o);
+  check_all(gl, {0.20695769726172902, 1.2769835398576925, -1.4839412371194216});
+  check_all(gm, {-0.10586180477173494, -0.8776640603479796, -0.3614942655309713});
+  check_all(gr, {-0.01587927071576024, 0.9654304663827776, -0.06506896779557483});
+}
