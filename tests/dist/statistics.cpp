@@ -320,3 +320,88 @@ TEST_CASE("full-covariance pathwise averages to the exact gradient of a quadrati
     }
   }
 }
+
+TEST_CASE("4.3: mixture compositions (a)-(c) are unbiased, (d) and (e) are not", "[dist][statistics][mixture]") {
+  const std::vector<double> l = {0.2, -0.1, 0.4}, mu = {-1.0, 0.5, 2.0};
+  const std::vector<double> sig = {0.5, 1.0, 0.3}, rho = {std::log(0.5), 0.0, std::log(0.3)};
+  const std::array<std::span<const double>, 3> phi{std::span<const double>(l), std::span<const double>(mu),
+                                                   std::span<const double>(rho)};
+  const sd::param_spans<double> p(phi);
+  const double t = 0.8;
+  // Exact: E_k[f] = (mu_k - t)^2 + sigma_k^2, so E f = sum_k w_k E_k, d/dl = w .* (E_k - E f),
+  // d/dmu_k = 2 w_k (mu_k - t), d/drho_k = 2 w_k sigma_k^2; asserted against the spec's row first.
+  std::vector<double> w(3), ek(3);
+  sd::gaussian_mixture::weights<double>(p, w);
+  double ef = 0.0;
+  for (std::size_t k = 0; k < 3; ++k) ef += w[k] * (ek[k] = (mu[k] - t) * (mu[k] - t) + sig[k] * sig[k]);
+  double exact[9];
+  for (std::size_t k = 0; k < 3; ++k) {
+    exact[k] = w[k] * (ek[k] - ef);
+    exact[3 + k] = 2.0 * w[k] * (mu[k] - t);
+    exact[6 + k] = 2.0 * w[k] * sig[k] * sig[k];
+  }
+  const double spec[9] = {0.47544507235874245, -0.24799469135539834, -0.22745038100334403,
+                          -1.215304336075379,  -0.15005326597302315, 0.989584045390988,
+                          0.1687922688993582,  0.5001775532434104,  0.0742188034043241};
+  CHECK(std::abs(ef - 2.081626632371934) <= 1e-12 * 2.081626632371934);
+  for (std::size_t i = 0; i < 9; ++i) CHECK(std::abs(exact[i] - spec[i]) <= 1e-12 * std::abs(spec[i]));
+
+  const std::size_t N = 100000;
+  std::vector<double> eps(N * 3), u(N), gu(N * 3);
+  sd::fill_noise<gaussian>(51, 3, std::span<double>(eps));
+  sd::fill_noise<uniform>(52, 1, std::span<double>(u));
+  sd::fill_noise<uniform>(53, 3, std::span<double>(gu));
+  std::array<std::array<mc_moments, 9>, 5> est;
+  std::vector<double> gl(3), gm(3), gr(3), z(3), fk(3), gk(3), q(3), gq(3), y(3), zr(1);
+  const std::array<std::span<double>, 3> out{std::span<double>(gl), std::span<double>(gm), std::span<double>(gr)};
+  const sd::grad_spans<double> o(out);
+  auto record = [&](std::size_t which, double sign) {
+    for (std::size_t k = 0; k < 3; ++k) {
+      est[which][k].add(sign * gl[k]);
+      est[which][3 + k].add(sign * gm[k]);
+      est[which][6 + k].add(sign * gr[k]);
+    }
+  };
+  for (std::size_t n = 0; n < N; ++n) {
+    const auto e = std::span<const double>(eps).subspan(3 * n, 3);
+    const auto un = std::span<const double>(u).subspan(n, 1);
+    const auto gn = std::span<const double>(gu).subspan(3 * n, 3);
+    sd::gaussian_mixture::component_samples<double>(p, e, z);
+    for (std::size_t k = 0; k < 3; ++k) {
+      fk[k] = (z[k] - t) * (z[k] - t);
+      gk[k] = 2.0 * (z[k] - t);
+      q[k] = fk[k];  // (d) on the objective E f itself: k* = argmax f
+      gq[k] = gk[k];
+    }
+    sd::mixture_enum_pathwise_gradient<double>(p, e, fk, gk, o);
+    record(0, 1.0);
+    const std::size_t k = sd::categorical_logits::index(w, un[0]);
+    const double f1[1] = {fk[k]}, g1[1] = {gk[k]};
+    sd::mixture_score_pathwise_gradient<double>(p, e, un, f1, g1, o);
+    record(1, 1.0);
+    sd::mixture_density_score_gradient<double>(p, e, un, f1, o);
+    record(2, 1.0);
+    sd::mixture_frequency_gradient<double>(p, e, q, gq, o);
+    record(3, 1.0);
+    sd::mixture_gumbel_point<double>(p, e, gn, 0.5, zr, y);
+    const double gz[1] = {2.0 * (zr[0] - t)};
+    sd::mixture_gumbel_gradient<double>(p, e, gn, 0.5, gz, o);
+    record(4, 1.0);
+  }
+  for (std::size_t which = 0; which < 3; ++which) {
+    for (std::size_t i = 0; i < 9; ++i) {
+      INFO("composition " << which << " entry " << i);
+      check_mean(est[which][i], exact[i], est[which][i].var());
+    }
+  }
+  // Biased: some entry of each is more than 10 standard errors from the exact gradient.
+  for (std::size_t which = 3; which < 5; ++which) {
+    double worst = 0.0;
+    for (std::size_t i = 0; i < 9; ++i) {
+      const double se = std::sqrt(est[which][i].var() / static_cast<double>(N)) + 1e-300;
+      worst = std::max(worst, std::abs(est[which][i].mean() - exact[i]) / se);
+    }
+    INFO("composition " << which);
+    CHECK(worst > 10.0);
+  }
+}
