@@ -93,17 +93,22 @@ struct diag_gaussian {
       }
     }
   }
-  /// Entries of one sample: d. @param phi `{mu, rho}`
+  /// Entries of one sample: d.
+  /// @param phi `{mu, rho}`
   template <real_scalar T>
   static std::size_t dim(param_spans<T> phi) noexcept {
     return phi[0].size();
   }
-  /// Standard-noise entries per sample: d. @param phi `{mu, rho}`
+  /// Standard-noise entries per sample: d.
+  /// @param phi `{mu, rho}`
   template <real_scalar T>
   static std::size_t noise_dim(param_spans<T> phi) noexcept {
     return phi[0].size();
   }
-  /// `z = mu + exp(rho) .* eps`. @param phi `{mu, rho}` @param eps noise row @param z sample row
+  /// `z = mu + exp(rho) .* eps`.
+  /// @param phi `{mu, rho}`
+  /// @param eps noise row
+  /// @param z sample row
   template <real_scalar T>
   static void sample(param_spans<T> phi, std::span<const T> eps, std::span<T> z) noexcept {
     for (std::size_t i = 0; i < z.size(); ++i) {
@@ -112,7 +117,8 @@ struct diag_gaussian {
     }
   }
   /// `log q(z) = sum_i (-eps_i^2/2 - rho_i - log(2 pi)/2)` at `z = mu + sigma .* eps`.
-  /// @param phi `{mu, rho}` @param eps noise row
+  /// @param phi `{mu, rho}`
+  /// @param eps noise row
   template <real_scalar T>
   static double log_density(param_spans<T> phi, std::span<const T> eps) noexcept {
     double s = 0.0;
@@ -123,7 +129,10 @@ struct diag_gaussian {
     return s;
   }
   /// Adds `c * (eps ./ sigma)` to `out[0]` and `c * (eps.^2 - 1)` to `out[1]`.
-  /// @param phi `{mu, rho}` @param eps noise row @param c coefficient @param out accumulators
+  /// @param phi `{mu, rho}`
+  /// @param eps noise row
+  /// @param c coefficient
+  /// @param out accumulators
   template <real_scalar T>
   static void add_score(param_spans<T> phi, std::span<const T> eps, double c, std::span<double* const> out) noexcept {
     for (std::size_t i = 0; i < eps.size(); ++i) {
@@ -133,7 +142,10 @@ struct diag_gaussian {
     }
   }
   /// Adds `c * g` to `out[0]` and `c * g .* eps .* sigma` to `out[1]`.
-  /// @param phi `{mu, rho}` @param eps noise row @param g `grad_z f` at the sample @param c coefficient
+  /// @param phi `{mu, rho}`
+  /// @param eps noise row
+  /// @param g `grad_z f` at the sample
+  /// @param c coefficient
   /// @param out accumulators
   template <real_scalar T>
   static void add_pathwise(param_spans<T> phi, std::span<const T> eps, std::span<const T> g, double c,
@@ -160,7 +172,8 @@ struct gaussian_tril {
   using noise_type = gaussian;                          ///< N(0, 1) standard noise
 
   /// Checks `mu[d]` (d >= 1) and `L[d * d]`, all finite.
-  /// @param what the caller's name @param phi `{mu, L}`
+  /// @param what the caller's name
+  /// @param phi `{mu, L}`
   template <real_scalar T>
   static void validate(const char* what, param_spans<T> phi) {
     detail::require_tensors(what, phi.size(), tensors);
@@ -171,17 +184,22 @@ struct gaussian_tril {
     detail::require_finite(what, "mu", phi[0]);
     detail::require_finite(what, "L", phi[1]);
   }
-  /// Entries of one sample: d. @param phi `{mu, L}`
+  /// Entries of one sample: d.
+  /// @param phi `{mu, L}`
   template <real_scalar T>
   static std::size_t dim(param_spans<T> phi) noexcept {
     return phi[0].size();
   }
-  /// Standard-noise entries per sample: d. @param phi `{mu, L}`
+  /// Standard-noise entries per sample: d.
+  /// @param phi `{mu, L}`
   template <real_scalar T>
   static std::size_t noise_dim(param_spans<T> phi) noexcept {
     return phi[0].size();
   }
-  /// `z = mu + L eps` (lower triangle of L). @param phi `{mu, L}` @param eps noise row @param z sample row
+  /// `z = mu + L eps` (lower triangle of L).
+  /// @param phi `{mu, L}`
+  /// @param eps noise row
+  /// @param z sample row
   template <real_scalar T>
   static void sample(param_spans<T> phi, std::span<const T> eps, std::span<T> z) noexcept {
     const std::size_t d = z.size();
@@ -192,7 +210,11 @@ struct gaussian_tril {
     }
   }
   /// Adds `c * g` to `out[0]` and `c * tril(g eps^T)` to `out[1]`.
-  /// @param phi `{mu, L}` @param eps noise row @param g `grad_z f` @param c coefficient @param out accumulators
+  /// @param phi `{mu, L}`
+  /// @param eps noise row
+  /// @param g `grad_z f`
+  /// @param c coefficient
+  /// @param out accumulators
   template <real_scalar T>
   static void add_pathwise(param_spans<T> phi, std::span<const T> eps, std::span<const T> g, double c,
                            std::span<double* const> out) noexcept {
@@ -215,34 +237,45 @@ struct bernoulli_logit {
   static constexpr std::size_t tensors = 1;               ///< eta
   using noise_type = uniform;                             ///< U(0, 1) standard noise
 
-  /// Checks one non-empty tensor of finite logits. @param what the caller's name @param phi `{eta}`
+  /// Checks one non-empty tensor of finite logits.
+  /// @param what the caller's name
+  /// @param phi `{eta}`
   template <real_scalar T>
   static void validate(const char* what, param_spans<T> phi) {
     detail::require_tensors(what, phi.size(), tensors);
     stochgrad::detail::require(!phi[0].empty(), what, "eta.size()", 0.0, ">= 1");
     detail::require_finite(what, "eta", phi[0]);
   }
-  /// Entries of one sample: n. @param phi `{eta}`
+  /// Entries of one sample: n.
+  /// @param phi `{eta}`
   template <real_scalar T>
   static std::size_t dim(param_spans<T> phi) noexcept {
     return phi[0].size();
   }
-  /// Standard-noise entries per sample: n. @param phi `{eta}`
+  /// Standard-noise entries per sample: n.
+  /// @param phi `{eta}`
   template <real_scalar T>
   static std::size_t noise_dim(param_spans<T> phi) noexcept {
     return phi[0].size();
   }
-  /// `p_i = sigmoid(eta_i)`. @param phi `{eta}` @param i index
+  /// `p_i = sigmoid(eta_i)`.
+  /// @param phi `{eta}`
+  /// @param i index
   template <real_scalar T>
   static double probability(param_spans<T> phi, std::size_t i) noexcept {
     return detail::sigmoid(static_cast<double>(phi[0][i]));
   }
-  /// `v_i = [u_i < p_i]`. @param phi `{eta}` @param u noise row @param v sample row (0 or 1)
+  /// `v_i = [u_i < p_i]`.
+  /// @param phi `{eta}`
+  /// @param u noise row
+  /// @param v sample row (0 or 1)
   template <real_scalar T>
   static void sample(param_spans<T> phi, std::span<const T> u, std::span<T> v) noexcept {
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(u[i]) < probability(phi, i) ? T(1) : T(0);
   }
-  /// `sum_i log q(v_i)` at `v = [u < p]`. @param phi `{eta}` @param u noise row
+  /// `sum_i log q(v_i)` at `v = [u < p]`.
+  /// @param phi `{eta}`
+  /// @param u noise row
   template <real_scalar T>
   static double log_density(param_spans<T> phi, std::span<const T> u) noexcept {
     double s = 0.0;
@@ -255,7 +288,10 @@ struct bernoulli_logit {
     }
     return s;
   }
-  /// Adds `c * (v - p)` to `out[0]`. @param phi `{eta}` @param u noise row @param c coefficient
+  /// Adds `c * (v - p)` to `out[0]`.
+  /// @param phi `{eta}`
+  /// @param u noise row
+  /// @param c coefficient
   /// @param out accumulators
   template <real_scalar T>
   static void add_score(param_spans<T> phi, std::span<const T> u, double c, std::span<double* const> out) noexcept {
@@ -275,24 +311,30 @@ struct categorical_logits {
   static constexpr std::size_t tensors = 1;                  ///< l
   using noise_type = uniform;                                ///< U(0, 1) standard noise
 
-  /// Checks one non-empty tensor of finite logits. @param what the caller's name @param phi `{l}`
+  /// Checks one non-empty tensor of finite logits.
+  /// @param what the caller's name
+  /// @param phi `{l}`
   template <real_scalar T>
   static void validate(const char* what, param_spans<T> phi) {
     detail::require_tensors(what, phi.size(), tensors);
     stochgrad::detail::require(!phi[0].empty(), what, "l.size()", 0.0, ">= 1");
     detail::require_finite(what, "l", phi[0]);
   }
-  /// Entries of one sample: 1 (the index). @param phi `{l}`
+  /// Entries of one sample: 1 (the index).
+  /// @param phi `{l}`
   template <real_scalar T>
-  static std::size_t dim(param_spans<T>) noexcept {
+  static std::size_t dim([[maybe_unused]] param_spans<T> phi) noexcept {
     return 1;
   }
-  /// Standard-noise entries per sample: 1. @param phi `{l}`
+  /// Standard-noise entries per sample: 1.
+  /// @param phi `{l}`
   template <real_scalar T>
-  static std::size_t noise_dim(param_spans<T>) noexcept {
+  static std::size_t noise_dim([[maybe_unused]] param_spans<T> phi) noexcept {
     return 1;
   }
-  /// Writes `softmax(l)` (max-shifted) into `p` (size K). @param phi `{l}` @param p output
+  /// Writes `softmax(l)` (max-shifted) into `p` (size K).
+  /// @param phi `{l}`
+  /// @param p output
   template <real_scalar T>
   static void probabilities(param_spans<T> phi, std::span<double> p) noexcept {
     double m = static_cast<double>(phi[0][0]);
@@ -301,7 +343,9 @@ struct categorical_logits {
     for (std::size_t k = 0; k < p.size(); ++k) s += (p[k] = std::exp(static_cast<double>(phi[0][k]) - m));
     for (double& x : p) x /= s;
   }
-  /// The inverse-CDF index of `u` over `p`. @param p probabilities @param u uniform in (0, 1)
+  /// The inverse-CDF index of `u` over `p`.
+  /// @param p probabilities
+  /// @param u uniform in (0, 1)
   static std::size_t index(std::span<const double> p, double u) noexcept {
     double c = 0.0;
     for (std::size_t k = 0; k < p.size(); ++k) {
@@ -310,7 +354,10 @@ struct categorical_logits {
     }
     return p.size() - 1;
   }
-  /// Writes the index `j` (as T) of the noise `u[0]`. @param phi `{l}` @param u noise row @param j sample row
+  /// Writes the index `j` (as T) of the noise `u[0]`.
+  /// @param phi `{l}`
+  /// @param u noise row
+  /// @param j sample row
   template <real_scalar T>
   static void sample(param_spans<T> phi, std::span<const T> u, std::span<T> j) noexcept {
     double c = 0.0, m = static_cast<double>(phi[0][0]), s = 0.0;
@@ -324,7 +371,9 @@ struct categorical_logits {
     }
     j[0] = static_cast<T>(k);
   }
-  /// `log p_j` at the sampled index. @param phi `{l}` @param u noise row
+  /// `log p_j` at the sampled index.
+  /// @param phi `{l}`
+  /// @param u noise row
   template <real_scalar T>
   static double log_density(param_spans<T> phi, std::span<const T> u) noexcept {
     T j[1];
@@ -334,7 +383,10 @@ struct categorical_logits {
     for (const T& x : phi[0]) s += std::exp(static_cast<double>(x) - m);
     return static_cast<double>(phi[0][static_cast<std::size_t>(j[0])]) - m - std::log(s);
   }
-  /// Adds `c * (e_j - softmax(l))` to `out[0]`. @param phi `{l}` @param u noise row @param c coefficient
+  /// Adds `c * (e_j - softmax(l))` to `out[0]`.
+  /// @param phi `{l}`
+  /// @param u noise row
+  /// @param c coefficient
   /// @param out accumulators
   template <real_scalar T>
   static void add_score(param_spans<T> phi, std::span<const T> u, double c, std::span<double* const> out) noexcept {

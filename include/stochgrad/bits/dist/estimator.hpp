@@ -139,9 +139,11 @@ class estimator {
     }
   };
 
-  /// Default options. @throws nothing
+  /// Default options.
+  /// @throws nothing
   estimator() = default;
-  /// @param o the options @throws invalid_argument for samples = 0
+  /// @param o the options
+  /// @throws invalid_argument for samples = 0
   explicit estimator(estimator_options o) : opts_(o) {
     stochgrad::detail::require(o.samples >= 1, "dist::estimator", "samples", 0.0, ">= 1");
   }
@@ -190,7 +192,9 @@ class estimator {
   }
 
   /// Writes the standard noise of the current call (S rows of `D::noise_dim` entries).
-  /// @param s the stepper @param out S rows @throws size_mismatch for a wrong size
+  /// @param s the stepper
+  /// @param out S rows
+  /// @throws size_mismatch for a wrong size
   template <class St>
   void noise(const St& s, std::span<typename St::value_type> out) const {
     using T = typename St::value_type;
@@ -201,7 +205,9 @@ class estimator {
   }
 
   /// Writes the samples of the current call (S rows of `D::dim` entries; categorical: the index).
-  /// @param s the stepper @param z S rows @throws size_mismatch for a wrong size
+  /// @param s the stepper
+  /// @param z S rows
+  /// @throws size_mismatch for a wrong size
   template <class St>
   void sample(St& s, std::span<typename St::value_type> z) const {
     using T = typename St::value_type;
@@ -229,7 +235,9 @@ class estimator {
   /// One step with S values (score_function: `f(z_s)`, or `log p(x, z_s)` for elbo; enumerate
   /// over a categorical: f at the K categories): regenerates the call's noise, computes the
   /// objective gradient, applies its negation (the loss gradient) and consumes the call.
-  /// @param s the stepper @param f the values @return the report
+  /// @param s the stepper
+  /// @param f the values
+  /// @return the report
   /// @throws as the strategy function, before anything changes
   template <class St>
     requires takes_values
@@ -237,22 +245,32 @@ class estimator {
     return do_step(s, [&](auto phi, auto nz, auto out) { return values(s, phi, nz, out, f); });
   }
   /// One pathwise step with `grad_z f(z_s)` (elbo: `grad_z log p(x, z_s)`), S rows of dim.
-  /// @param s the stepper @param g the gradients @return the report @throws as the strategy function
+  /// @param s the stepper
+  /// @param g the gradients
+  /// @return the report
+  /// @throws as the strategy function
   template <class St>
     requires takes_gradients
   step_report step(St& s, std::span<const typename St::value_type> g) const {
     return do_step(s, [&](auto phi, auto nz, auto out) { return gradients(s, phi, nz, out, g); });
   }
   /// One step over Bernoulli logits with two value rows (enumerate: `f_one, f_zero`; mvd:
-  /// `f_drawn, f_flip`), S x n each. @param s the stepper @param a first values @param b second values
-  /// @return the report @throws as the strategy function
+  /// `f_drawn, f_flip`), S x n each.
+  /// @param s the stepper
+  /// @param a first values
+  /// @param b second values
+  /// @return the report
+  /// @throws as the strategy function
   template <class St>
     requires takes_pairs
   step_report step(St& s, std::span<const double> a, std::span<const double> b) const {
     return do_step(s, [&](auto phi, auto nz, auto out) { return pairs(phi, nz, out, a, b); });
   }
   /// One IWAE step with `log p(x, z_s)` and `grad_z log p(x, z_s)`.
-  /// @param s the stepper @param log_p S values @param g S rows of d @return the report
+  /// @param s the stepper
+  /// @param log_p S values
+  /// @param g S rows of d
+  /// @return the report
   /// @throws as iwae_pathwise_gradient
   template <class St>
     requires takes_iwae
@@ -262,8 +280,11 @@ class estimator {
 
   /// The OBJECTIVE gradient of the current call into `out` (one span per tensor), without an
   /// update and without consuming the call; the inputs are those of `step`.
-  /// @param s the stepper @param out the gradient @param f the values
-  /// @return the objective estimate (NaN where the inputs do not give it) @throws as step
+  /// @param s the stepper
+  /// @param out the gradient
+  /// @param f the values
+  /// @return the objective estimate (NaN where the inputs do not give it)
+  /// @throws as step
   template <class St>
     requires takes_values
   double estimate(St& s, std::span<const std::span<typename St::value_type>> out, std::span<const double> f) const {
@@ -278,8 +299,12 @@ class estimator {
     return do_estimate(s, out, [&](auto phi, auto nz, auto o) { return gradients(s, phi, nz, o, f); });
   }
   /// The OBJECTIVE gradient of the current call (two value rows, as step), without an update.
-  /// @param s the stepper @param out the gradient @param a first values @param b second values
-  /// @return NaN @throws as step
+  /// @param s the stepper
+  /// @param out the gradient
+  /// @param a first values
+  /// @param b second values
+  /// @return NaN
+  /// @throws as step
   template <class St>
     requires takes_pairs
   double estimate(St& s, std::span<const std::span<typename St::value_type>> out, std::span<const double> a,
@@ -287,8 +312,12 @@ class estimator {
     return do_estimate(s, out, [&](auto phi, auto nz, auto o) { return pairs(phi, nz, o, a, b); });
   }
   /// The OBJECTIVE (IWAE) gradient of the current call, without an update.
-  /// @param s the stepper @param out the gradient @param log_p S values @param g S rows of d
-  /// @return the IWAE estimate @throws as step
+  /// @param s the stepper
+  /// @param out the gradient
+  /// @param log_p S values
+  /// @param g S rows of d
+  /// @return the IWAE estimate
+  /// @throws as step
   template <class St>
     requires takes_iwae
   double estimate(St& s, std::span<const std::span<typename St::value_type>> out, std::span<const double> log_p,

@@ -10,7 +10,7 @@
 /// where needed a component uniform `u` (inverse CDF over w, as categorical_logits) or K Gumbel
 /// uniforms. Every function returns the gradient of the OBJECTIVE `E[f]` (for (d), of the
 /// objective `-L`, the negated PMOE surrogate loss), averaged over the S samples; validation
-/// precedes any write.
+/// precedes any write. In the formulas `df = grad_z f`.
 #pragma once
 
 #include <algorithm>
@@ -38,7 +38,9 @@ struct gaussian_mixture {
   static constexpr std::size_t tensors = 3;                ///< l, mu, rho
 
   /// Checks `l[K]` (K >= 1), `mu` and `rho` of equal size `K d` (d >= 1), all finite, with
-  /// `0 < exp(rho) < inf`. @param what the caller's name @param phi `{l, mu, rho}`
+  /// `0 < exp(rho) < inf`.
+  /// @param what the caller's name
+  /// @param phi `{l, mu, rho}`
   template <real_scalar T>
   static void validate(const char* what, param_spans<T> phi) {
     detail::require_tensors(what, phi.size(), tensors);
@@ -51,24 +53,30 @@ struct gaussian_mixture {
     const std::array<std::span<const T>, 2> g{phi[1], phi[2]};
     diag_gaussian::validate<T>(what, std::span<const std::span<const T>>(g));
   }
-  /// Components K. @param phi `{l, mu, rho}`
+  /// Components K.
+  /// @param phi `{l, mu, rho}`
   template <real_scalar T>
   static std::size_t components(param_spans<T> phi) noexcept {
     return phi[0].size();
   }
-  /// Dimension d. @param phi `{l, mu, rho}`
+  /// Dimension d.
+  /// @param phi `{l, mu, rho}`
   template <real_scalar T>
   static std::size_t dim(param_spans<T> phi) noexcept {
     return phi[1].size() / phi[0].size();
   }
-  /// `w = softmax(l)` into `w` (K). @param phi `{l, mu, rho}` @param w output
+  /// `w = softmax(l)` into `w` (K).
+  /// @param phi `{l, mu, rho}`
+  /// @param w output
   template <real_scalar T>
   static void weights(param_spans<T> phi, std::span<double> w) noexcept {
     const std::span<const std::span<const T>> l(phi.data(), 1);
     categorical_logits::probabilities<T>(l, w);
   }
   /// The K component samples `z_k = mu_k + sigma_k .* eps_k` of one noise row.
-  /// @param phi `{l, mu, rho}` @param eps K x d noise @param z K x d output
+  /// @param phi `{l, mu, rho}`
+  /// @param eps K x d noise
+  /// @param z K x d output
   template <real_scalar T>
   static void component_samples(param_spans<T> phi, std::span<const T> eps, std::span<double> z) noexcept {
     for (std::size_t i = 0; i < z.size(); ++i) {
@@ -109,9 +117,12 @@ std::span<double* const> open_rows(workspace& w, param_spans<T> phi) {
 
 /// (a) Enumeration of the component x pathwise components (ADEV `categorical_enum` composed with
 /// `normal_reparam`; unbiased, K evaluations of f and grad f per sample):
-///   `d/dl = w .* (f_k - sum_j w_j f_j)`, `d/dmu_k = w_k f'(z_k)`, `d/drho_k = w_k f'(z_k) .* sigma_k .* eps_k`
-/// @param phi `{l, mu, rho}` @param eps S rows of K x d noise @param f `f(z_k)`, S rows of K
-/// @param g `grad f(z_k)`, S rows of K x d @param out the objective gradient
+///   `d/dl = w .* (f_k - sum_j w_j f_j)`, `d/dmu_k = w_k df(z_k)`, `d/drho_k = w_k df(z_k) .* sigma_k .* eps_k`
+/// @param phi `{l, mu, rho}`
+/// @param eps S rows of K x d noise
+/// @param f `f(z_k)`, S rows of K
+/// @param g `grad f(z_k)`, S rows of K x d
+/// @param out the objective gradient
 /// @throws size_mismatch / invalid_argument for bad sizes or parameters; nonfinite_error for non-finite f, g
 template <real_scalar T>
 void mixture_enum_pathwise_gradient(std::type_identity_t<param_spans<T>> phi, std::span<const T> eps,
@@ -141,11 +152,16 @@ void mixture_enum_pathwise_gradient(std::type_identity_t<param_spans<T>> phi, st
 
 /// (b) Score function on the component x pathwise inside (unbiased, one evaluation per sample):
 /// `k_s` the inverse-CDF index of `u_s` over w, `A = normalizer(baseline(f))` over the S samples,
-///   `d/dl = mean_s A_s (e_{k_s} - w)`, `d/dmu_j = mean_s [j = k_s] f'(z_{k_s})`,
-///   `d/drho_j = mean_s [j = k_s] f'(z_{k_s}) .* sigma_j .* eps_j`
-/// @param phi `{l, mu, rho}` @param eps S rows of K x d noise @param u S component uniforms
-/// @param f `f(z_{k_s})` (S) @param g `grad f(z_{k_s})`, S rows of d @param out the objective gradient
-/// @param b baseline policy @param n normalizer policy
+///   `d/dl = mean_s A_s (e_{k_s} - w)`, `d/dmu_j = mean_s [j = k_s] df(z_{k_s})`,
+///   `d/drho_j = mean_s [j = k_s] df(z_{k_s}) .* sigma_j .* eps_j`
+/// @param phi `{l, mu, rho}`
+/// @param eps S rows of K x d noise
+/// @param u S component uniforms
+/// @param f `f(z_{k_s})` (S)
+/// @param g `grad f(z_{k_s})`, S rows of d
+/// @param out the objective gradient
+/// @param b baseline policy
+/// @param n normalizer policy
 /// @throws as mixture_enum_pathwise_gradient; invalid_argument for leave_one_out with S < 2
 template <real_scalar T, class B = no_baseline, class N = no_normalizer>
 void mixture_score_pathwise_gradient(std::type_identity_t<param_spans<T>> phi, std::span<const T> eps,
@@ -180,8 +196,13 @@ void mixture_score_pathwise_gradient(std::type_identity_t<param_spans<T>> phi, s
 /// variant): `z = z_{k_s}`, `resp_j = w_j N(z; mu_j, sigma_j^2) / q(z)`, `A` as in (b),
 ///   `d/dl = mean_s A_s (resp - w)`, `d/dmu_j = mean_s A_s resp_j (z - mu_j) ./ sigma_j^2`,
 ///   `d/drho_j = mean_s A_s resp_j (((z - mu_j) ./ sigma_j)^2 - 1)`
-/// @param phi `{l, mu, rho}` @param eps S rows of K x d noise @param u S component uniforms
-/// @param f `f(z)` (S) @param out the objective gradient @param b baseline policy @param n normalizer policy
+/// @param phi `{l, mu, rho}`
+/// @param eps S rows of K x d noise
+/// @param u S component uniforms
+/// @param f `f(z)` (S)
+/// @param out the objective gradient
+/// @param b baseline policy
+/// @param n normalizer policy
 /// @param resp if non-empty (S x K), receives the responsibilities
 /// @throws as mixture_score_pathwise_gradient
 template <real_scalar T, class B = no_baseline, class N = no_normalizer>
@@ -245,8 +266,11 @@ void mixture_density_score_gradient(std::type_identity_t<param_spans<T>> phi, st
 ///   `d/dl = -dL_w/dl`, `d/dmu_{k*} = g_{k*}`, `d/drho_{k*} = g_{k*} .* sigma_{k*} .* eps_{k*}` (others 0)
 /// with `g_k` the gradient of the objective at `z_k`. (For a loss f minimised, pass `q = -f` and
 /// `g = -grad f`; the negated result is the spec's loss gradient.)
-/// @param phi `{l, mu, rho}` @param eps S rows of K x d noise @param q S rows of K objective values
-/// @param g S rows of K x d objective gradients at z_k @param out the objective gradient
+/// @param phi `{l, mu, rho}`
+/// @param eps S rows of K x d noise
+/// @param q S rows of K objective values
+/// @param g S rows of K x d objective gradients at z_k
+/// @param out the objective gradient
 /// @return the mean weight loss `L_w`
 /// @throws size_mismatch / invalid_argument for bad sizes or parameters; nonfinite_error for non-finite q, g
 template <real_scalar T>
@@ -284,8 +308,12 @@ double mixture_frequency_gradient(std::type_identity_t<param_spans<T>> phi, std:
 
 /// The relaxed point of the Gumbel-softmax estimator for one noise row: `gumbel_k = -log(-log u_k)`,
 /// `y = softmax((log w + gumbel)/tau)`, `z_relaxed = sum_k y_k z_k`.
-/// @param phi `{l, mu, rho}` @param eps K x d noise @param gu K Gumbel uniforms @param tau temperature
-/// @param z output (d) @param y output (K)
+/// @param phi `{l, mu, rho}`
+/// @param eps K x d noise
+/// @param gu K Gumbel uniforms
+/// @param tau temperature
+/// @param z output (d)
+/// @param y output (K)
 /// @throws invalid_argument for tau not finite and > 0; size_mismatch for bad sizes
 template <real_scalar T>
 void mixture_gumbel_point(std::type_identity_t<param_spans<T>> phi, std::span<const T> eps, std::span<const T> gu,
@@ -319,8 +347,12 @@ void mixture_gumbel_point(std::type_identity_t<param_spans<T>> phi, std::span<co
 /// baseline), with `y`, `z_relaxed` of mixture_gumbel_point and `g = grad f(z_relaxed)`:
 ///   `d/dl_j = sum_k (g . z_k) y_k (delta_kj - y_j) / tau`, `d/dmu_k = y_k g`, `d/drho_k = y_k g .* sigma_k .* eps_k`
 /// averaged over the S samples.
-/// @param phi `{l, mu, rho}` @param eps S rows of K x d noise @param gu S rows of K Gumbel uniforms
-/// @param tau temperature (> 0) @param g S rows of d gradients at the relaxed points @param out the objective gradient
+/// @param phi `{l, mu, rho}`
+/// @param eps S rows of K x d noise
+/// @param gu S rows of K Gumbel uniforms
+/// @param tau temperature (> 0)
+/// @param g S rows of d gradients at the relaxed points
+/// @param out the objective gradient
 /// @throws size_mismatch / invalid_argument for bad sizes, parameters or tau; nonfinite_error for non-finite g
 template <real_scalar T>
 void mixture_gumbel_gradient(std::type_identity_t<param_spans<T>> phi, std::span<const T> eps, std::span<const T> gu,

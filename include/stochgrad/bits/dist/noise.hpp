@@ -28,7 +28,8 @@ inline constexpr std::uint32_t step_seed_domain = 0x44495354u;  // "DIST"
 /// The noise seed of step call `call` under master seed `master`: Philox4x32-10 of the counter
 /// `(call mod 2^32, call >> 32, 0x44495354, 0)` keyed by the master seed, words 0 and 1 as the
 /// low and high halves.
-/// @param master the estimator's master seed @param call the step call number
+/// @param master the estimator's master seed
+/// @param call the step call number
 constexpr std::uint64_t step_seed(std::uint64_t master, std::uint64_t call) noexcept {
   const philox_block o =
       philox4x32<10>({static_cast<std::uint32_t>(call), static_cast<std::uint32_t>(call >> 32), step_seed_domain, 0u},
@@ -56,7 +57,9 @@ void fill_noise(std::uint64_t seed, std::size_t per_sample, std::span<T> out, st
 
 /// Writes Rayleigh(1) draws `r = sqrt(-2 ln u)`, `u` the uniforms of stream 1 laid out as in
 /// `fill_noise` (the coupled draws of the Gaussian measure-valued estimator, section 2.1).
-/// @param seed the step's seed @param per_sample draws per sample @param out S rows, row-major
+/// @param seed the step's seed
+/// @param per_sample draws per sample
+/// @param out S rows, row-major
 /// @throws invalid_argument as fill_noise
 template <noise_generator Gen = default_generator, real_scalar T>
 void fill_rayleigh(std::uint64_t seed, std::size_t per_sample, std::span<T> out) {

@@ -42,9 +42,13 @@ struct iwae {
 ///   `g = (1/S) sum_s (A_s - [direct_term]) dlog q(z_s)/dphi`
 /// (`-1` is the direct term `d(-log q_phi(z))/dphi = -dlog q/dphi` at the fixed sample; both
 /// forms are unbiased since the score has mean 0).
-/// @param phi parameter tensors of D @param noise S rows of D's standard noise
-/// @param log_p `log p(x, z_s)`, one per sample @param out the ELBO gradient
-/// @param b baseline policy @param n normalizer policy @param direct_term add ADEV's direct term
+/// @param phi parameter tensors of D
+/// @param noise S rows of D's standard noise
+/// @param log_p `log p(x, z_s)`, one per sample
+/// @param out the ELBO gradient
+/// @param b baseline policy
+/// @param n normalizer policy
+/// @param direct_term add ADEV's direct term
 /// @param ws reusable scratch
 /// @return the ELBO estimate `mean_s f_s`
 /// @throws as score_function_gradient (nonfinite_error for a non-finite log p)
@@ -72,8 +76,10 @@ double elbo_score_gradient(std::type_identity_t<param_spans<T>> phi, std::span<c
 /// Pathwise gradient of the ELBO of a diagonal Gaussian (ADEV `mv_normal_diag_reparam`, total
 /// derivative of `-log q(mu + sigma eps)` along the path: 0 for mu, +1 per coordinate of rho):
 ///   `g_mu = (1/S) sum_s grad log p_s`,  `g_rho = (1/S) sum_s grad log p_s .* eps_s .* sigma + 1`
-/// @param phi `{mu, rho}` @param eps S rows of N(0,1) noise
-/// @param grad_log_p `grad_z log p(x, z_s)`, S rows of d @param out the ELBO gradient
+/// @param phi `{mu, rho}`
+/// @param eps S rows of N(0,1) noise
+/// @param grad_log_p `grad_z log p(x, z_s)`, S rows of d
+/// @param out the ELBO gradient
 /// @param ws reusable scratch
 /// @throws as pathwise_gradient
 template <real_scalar T>
@@ -98,8 +104,11 @@ void elbo_pathwise_gradient(std::type_identity_t<param_spans<T>> phi, std::span<
 /// Pathwise gradient of the IWAE bound of a diagonal Gaussian (K = S particles, section 3.3):
 ///   `lw_s = log p_s - log q(z_s)`, `omega = softmax(lw)`, estimate `logsumexp(lw) - log S`,
 ///   `g_mu = sum_s omega_s grad log p_s`,  `g_rho = sum_s omega_s (grad log p_s .* eps_s .* sigma + 1)`
-/// @param phi `{mu, rho}` @param eps S rows of N(0,1) noise @param log_p `log p(x, z_s)` (S)
-/// @param grad_log_p `grad_z log p(x, z_s)`, S rows of d @param out the IWAE gradient
+/// @param phi `{mu, rho}`
+/// @param eps S rows of N(0,1) noise
+/// @param log_p `log p(x, z_s)` (S)
+/// @param grad_log_p `grad_z log p(x, z_s)`, S rows of d
+/// @param out the IWAE gradient
 /// @param omega if non-empty (size S), receives the normalised importance weights
 /// @return the IWAE estimate
 /// @throws size_mismatch / invalid_argument for bad sizes or parameters; nonfinite_error for

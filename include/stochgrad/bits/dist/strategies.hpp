@@ -62,7 +62,10 @@ struct mvd {
 struct fixed_baseline {
   static constexpr const char* name = "fixed_baseline";  ///< identifies the policy
   double value = 0.0;                                   ///< the baseline b
-  /// Writes `value` for every sample. @param r outcomes @param g layout @param out baselines
+  /// Writes `value` for every sample.
+  /// @param r outcomes
+  /// @param g layout
+  /// @param out baselines
   /// @throws size_mismatch / invalid_argument on bad sizes
   template <real_scalar T>
   void compute(std::span<const T> r, const group_layout& g, std::span<T> out) const {
@@ -205,7 +208,9 @@ void pathwise_gradient(std::type_identity_t<param_spans<T>> phi, std::span<const
 
 /// Exact gradient of `E[f]` for a categorical over logits, and the value:
 ///   `value = sum_j p_j f_j`,  `d/dl = p .* (f - value)`   (`p = softmax(l)`; ADEV `categorical_enum`)
-/// @param phi `{l}` @param f f at every category (K) @param out the gradient `{d/dl}`
+/// @param phi `{l}`
+/// @param f f at every category (K)
+/// @param out the gradient `{d/dl}`
 /// @return the exact value `E[f]`
 /// @throws size_mismatch / invalid_argument for bad sizes, parameters or K > enumerate::max_support;
 ///         nonfinite_error for a non-finite f
@@ -229,7 +234,9 @@ double enumerate_gradient(categorical_logits, std::type_identity_t<param_spans<T
 /// Per-choice enumeration for n Bernoulli logits (ADEV `flip_enum` on each choice, the others held
 /// at sample s): `d/deta_i = (1/S) sum_s (f1_si - f0_si) p_i (1 - p_i)`, where `f1_si` (`f0_si`) is
 /// f at sample s with choice i set to 1 (0). Exact for n = 1.
-/// @param phi `{eta}` @param f_one S rows of n values f(v_i = 1) @param f_zero likewise f(v_i = 0)
+/// @param phi `{eta}`
+/// @param f_one S rows of n values f(v_i = 1)
+/// @param f_zero likewise f(v_i = 0)
 /// @param out the gradient `{d/deta}`
 /// @throws size_mismatch / invalid_argument for bad sizes or parameters; nonfinite_error for non-finite f
 template <real_scalar T = double>
@@ -255,8 +262,11 @@ void enumerate_gradient(bernoulli_logit, std::type_identity_t<param_spans<T>> ph
 /// f at the draw `f_drawn_si` and at the draw with choice i flipped `f_flip_si`,
 ///   `d/dp_i = (-1)^{v_si} (f_flip_si - f_drawn_si) = f(v_i = 1) - f(v_i = 0)`,
 ///   `d/deta_i = (1/S) sum_s p_i (1 - p_i) d/dp_i`.
-/// @param phi `{eta}` @param u S rows of n uniforms (the draws) @param f_drawn f at the draws
-/// @param f_flip f with choice i flipped (S rows of n) @param out the gradient `{d/deta}`
+/// @param phi `{eta}`
+/// @param u S rows of n uniforms (the draws)
+/// @param f_drawn f at the draws
+/// @param f_flip f with choice i flipped (S rows of n)
+/// @param out the gradient `{d/deta}`
 /// @throws size_mismatch / invalid_argument for bad sizes or parameters; nonfinite_error for non-finite f
 template <real_scalar T>
 void mvd_gradient(bernoulli_logit, std::type_identity_t<param_spans<T>> phi, std::span<const T> u, std::span<const double> f_drawn,
@@ -284,8 +294,12 @@ void mvd_gradient(bernoulli_logit, std::type_identity_t<param_spans<T>> phi, std
 /// The two coupled points of the Gaussian-mean measure-valued estimator for coordinate i:
 /// the sample `z = mu + sigma .* eps` with coordinate i replaced by `mu_i + sigma_i r` (plus) and
 /// `mu_i - sigma_i r` (minus).
-/// @param phi `{mu, rho}` @param eps one noise row @param r the Rayleigh draw @param i coordinate
-/// @param plus output row (d) @param minus output row (d)
+/// @param phi `{mu, rho}`
+/// @param eps one noise row
+/// @param r the Rayleigh draw
+/// @param i coordinate
+/// @param plus output row (d)
+/// @param minus output row (d)
 template <real_scalar T>
 void mvd_mean_points(std::type_identity_t<param_spans<T>> phi, std::span<const T> eps, double r, std::size_t i, std::span<T> plus,
                      std::span<T> minus) noexcept {
@@ -301,7 +315,9 @@ void mvd_mean_points(std::type_identity_t<param_spans<T>> phi, std::span<const T
 ///   `d/dmu_i = (1/S) sum_s (f_plus_si - f_minus_si) / (sigma_i sqrt(2 pi))`
 /// with `f_plus_si`, `f_minus_si` f at the points of `mvd_mean_points` (S rows of d). Unbiased;
 /// the scale has no measure-valued gradient here (use pathwise or score_function for rho).
-/// @param phi `{mu, rho}` @param f_plus f at the plus points @param f_minus f at the minus points
+/// @param phi `{mu, rho}`
+/// @param f_plus f at the plus points
+/// @param f_minus f at the minus points
 /// @param out_mu the gradient with respect to mu (d)
 /// @throws size_mismatch / invalid_argument for bad sizes or parameters; nonfinite_error for non-finite f
 template <real_scalar T>
