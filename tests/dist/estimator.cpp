@@ -278,3 +278,113 @@ TEST_CASE("validation in the stepper: refused construction, and a throwing step 
   std::vector<double> z(5);
   CHECK_THROWS_AS(s.estimator().sample(s, std::span<double>(z)), size_mismatch);
 }
+
+TEST_CASE("gaussian_mixture in the stepper: each composition gives the free function's gradient on the step's noise",
+          "[dist][stepper][mixture]") {
+  std::vector<double> l = {0.2, -0.1, 0.4}, mu = {-1.0, 0.5, 2.0, 0.0, 1.0, -1.0}, rho = {-0.5, 0.0, -1.0, 0.2, 0.1, -0.3};
+  parameters<double> p;
+  p.add(l);
+  p.add(mu);
+  p.add(rho);
+  const std::size_t S = 4, K = 3, d = 2;
+  const std::array<std::span<const double>, 3> phi{std::span<const double>(l), std::span<const double>(mu), std::span<const double>(rho)};
+  std::vector<double> noise(sd::mixture_noise_size(K, d, S));
+  const auto eps = std::span<const double>(noise).subspan(0, S * K * d), u = std::span<const double>(noise).subspan(S * K * d, S);
+  const auto gu = std::span<const double>(noise).subspan(S * K * d + S, S * K);
+  auto f = [](const double* z) { return -(z[0] - 1.0) * (z[0] - 1.0) - 0.5 * (z[1] + 0.5) * (z[1] + 0.5); };
+  auto df = [](const double* z, double* g) {
+    g[0] = -2.0 * (z[0] - 1.0);
+    g[1] = -(z[1] + 0.5);
+  };
+  std::vector<double> a(15), b(15);
+  auto split = [](std::vector<double>& v) {
+    return std::array<std::span<double>, 3>{std::span<double>(v).subspan(0, 3), std::span<double>(v).subspan(3, 6),
+                                            std::span<double>(v).subspan(9, 6)};
+  };
+  auto oa = split(a), ob = split(b);
+  SECTION("composed<enumerate, pathwise>") {
+    dist_sgd<sd::estimator<sd::gaussian_mixture, sd::composed<sd::enumerate, sd::pathwise>>> s(p, {.lr = 0.1}, {.samples = S, .seed = 1});
+    std::vector<double> z(S * K * d), fv(S * K), gv(S * K * d);
+    s.estimator().sample(s, std::span<double>(z));
+    s.estimator().noise(s, std::span<double>(noise));
+    for (std::size_t i = 0; i < S * K; ++i) {
+      fv[i] = f(&z[i * d]);
+      df(&z[i * d], &gv[i * d]);
+    }
+    s.estimate(std::span<const std::span<double>>(oa), std::span<const double>(fv), std::span<const double>(gv));
+    sd::mixture_enum_pathwise_gradient<double>(phi, eps, fv, gv, ob);
+    CHECK(a == b);
+  }
+  SECTION("composed<score_function, pathwise> with leave-one-out, and the mixture-density score") {
+    dist_sgd<sd::estimator<sd::gaussian_mixture, sd::composed<sd::score_function, sd::pathwise>>, leave_one_out> s(
+        p, {.lr = 0.1}, {.samples = S, .seed = 2});
+    dist_sgd<sd::estimator<sd::gaussian_mixture, sd::score_function>, leave_one_out> s2(p, {.lr = 0.1}, {.samples = S, .seed = 2});
+    std::vector<double> z(S * d), fv(S), gv(S * d);
+    s.estimator().sample(s, std::span<double>(z));
+    s.estimator().noise(s, std::span<double>(noise));
+    for (std::size_t i = 0; i < S; ++i) {
+      fv[i] = f(&z[i * d]);
+      df(&z[i * d], &gv[i * d]);
+    }
+    s.estimate(std::span<const std::span<double>>(oa), std::span<const double>(fv), std::span<const double>(gv));
+    sd::mixture_score_pathwise_gradient<double>(phi, eps, u, fv, gv, ob, leave_one_out{});
+    CHECK(a == b);
+    s2.estimate(std::span<const std::span<double>>(oa), std::span<const double>(fv));
+    sd::mixture_density_score_gradient<double>(phi, eps, u, fv, ob, leave_one_out{});
+    CHECK(a == b);
+  }
+  SECTION("frequency and gumbel_softmax") {
+    dist_sgd<sd::estimator<sd::gaussian_mixture, sd::frequency>> s(p, {.lr = 0.1}, {.samples = S, .seed = 3});
+    std::vector<double> z(S * K * d), q(S * K), gq(S * K * d);
+    s.estimator().sample(s, std::span<double>(z));
+    s.estimator().noise(s, std::span<double>(noise));
+    for (std::size_t i = 0; i < S * K; ++i) {
+      q[i] = f(&z[i * d]);
+      df(&z[i * d], &gq[i * d]);
+    }
+    s.estimate(std::span<const std::span<double>>(oa), std::span<const double>(q), std::span<const double>(gq));
+    sd::mixture_frequency_gradient<double>(phi, eps, q, gq, ob);
+    CHECK(a == b);
+    dist_sgd<sd::estimator<sd::gaussian_mixture, sd::gumbel_softmax>> g(p, {.lr = 0.1}, {.samples = S, .seed = 4, .temperature = 0.5});
+    std::vector<double> zr(S * d), gz(S * d), y(K), zr2(d);
+    g.estimator().sample(g, std::span<double>(zr));
+    g.estimator().noise(g, std::span<double>(noise));
+    for (std::size_t i = 0; i < S; ++i) {
+      sd::mixture_gumbel_point<double>(phi, eps.subspan(i * K * d, K * d), gu.subspan(i * K, K), 0.5, zr2, y);
+      CHECK(zr2[0] == zr[i * d]);
+      df(&zr[i * d], &gz[i * d]);
+    }
+    g.estimate(std::span<const std::span<double>>(oa), std::span<const double>(gz));
+    sd::mixture_gumbel_gradient<double>(phi, eps, gu, 0.5, gz, ob);
+    CHECK(a == b);
+    CHECK_THROWS_AS((dist_sgd<sd::estimator<sd::gaussian_mixture, sd::gumbel_softmax>>(p, {.lr = 0.1}, {.temperature = 0.0})),
+                    invalid_argument);
+  }
+  SECTION("training with enumerate x pathwise moves the mixture onto the optimum") {
+    dist_sgd<sd::estimator<sd::gaussian_mixture, sd::composed<sd::enumerate, sd::pathwise>>> s(p, {.lr = 0.05}, {.samples = S, .seed = 5});
+    std::vector<double> z(S * K * d), fv(S * K), gv(S * K * d);
+    const std::vector<double> mu0 = mu;
+    for (int k = 0; k < 300; ++k) {
+      s.estimator().sample(s, std::span<double>(z));
+      for (std::size_t i = 0; i < S * K; ++i) {
+        fv[i] = f(&z[i * d]);
+        df(&z[i * d], &gv[i * d]);
+      }
+      s.step(std::span<const double>(fv), std::span<const double>(gv));
+    }
+    // Every component's mean moved towards (1, -0.5) (each gets gradient w_k df).
+    auto dist2 = [](const std::vector<double>& m, std::size_t k) {
+      return (m[2 * k] - 1.0) * (m[2 * k] - 1.0) + (m[2 * k + 1] + 0.5) * (m[2 * k + 1] + 0.5);
+    };
+    for (std::size_t k = 0; k < K; ++k) CHECK(dist2(mu, k) < dist2(mu0, k));
+  }
+  // Bad input through the stepper: nothing changes.
+  dist_sgd<sd::estimator<sd::gaussian_mixture, sd::composed<sd::enumerate, sd::pathwise>>> s(p, {.lr = 0.1}, {.samples = S});
+  const std::vector<double> l0 = l;
+  std::vector<double> fv(S * K, qnan), gv(S * K * d, 0.0);
+  CHECK_THROWS_AS(s.step(std::span<const double>(fv), std::span<const double>(gv)), nonfinite_error);
+  CHECK_THROWS_AS(s.step(std::span<const double>(fv).subspan(1), std::span<const double>(gv)), size_mismatch);
+  CHECK(l == l0);
+  rho[0] = -1e4;
+  CHECK_THROWS_AS((dist_sgd<sd::estimator<sd::gaussian_mixture, sd::frequency>>(p, {.lr = 0.1}, {})), invalid_argument);
+}

@@ -31,6 +31,14 @@
 ///   pathwise, elbo / iwae:        `grad_log_p` / `log_p, grad_log_p` (diag_gaussian)
 ///   enumerate:                    categorical: `f` at the K categories; bernoulli: `f_one, f_zero`
 ///   mvd:                          bernoulli: `f_drawn, f_flip` (S x n each)
+///   gaussian_mixture (mixture.hpp; `sample` writes what f is evaluated at):
+///     composed<enumerate, pathwise>:      `f` [S x K], `grad f` [S x K x d] at all component samples
+///     composed<score_function, pathwise>: `f` [S], `grad f` [S x d] at the drawn component's sample
+///     score_function (mixture density):   `f` [S] at the drawn sample
+///     frequency:                          objective values `q` [S x K] and their gradients [S x K x d]
+///     gumbel_softmax:                     `grad f` [S x d] at the relaxed points (`options.temperature`)
+///   (spec section 1.2 writes `gaussian_mixture<W, C>` with a `composed` strategy; here the
+///   composition is the strategy, `estimator<gaussian_mixture, composed<W, C>>`.)
 ///
 /// Estimator family: the spec (section 1.2) asks for a fourth `estimator_family::distribution`;
 /// until base/family.hpp has it, this family reports `policy_gradient` (outcomes computed by the
@@ -38,6 +46,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -55,6 +64,7 @@
 #include "../rng/noise.hpp"
 #include "../stepper/stepper_template.hpp"
 #include "distributions.hpp"
+#include "mixture.hpp"
 #include "noise.hpp"
 #include "objectives.hpp"
 #include "strategies.hpp"
@@ -66,6 +76,7 @@ struct estimator_options {
   std::size_t samples = 8;  ///< S, samples per step (>= 1; >= 2 with leave_one_out)
   std::uint64_t seed = 0;   ///< master seed of the noise
   bool direct_term = true;  ///< ELBO + score function: ADEV's direct term (coefficient A_s - 1)
+  double temperature = 1.0; ///< gumbel_softmax: the relaxation temperature tau (finite, > 0)
 };
 
 /// What one step did.
@@ -90,7 +101,7 @@ inline constexpr bool strategy_without_outcomes = !S::has_outcomes;
 /// @tparam Gen      noise generator policy
 template <class D, class Strategy, class Objective = expectation, noise_generator Gen = default_generator>
 class estimator {
-  static_assert(!std::is_same_v<Strategy, score_function> || has_score<D>,
+  static_assert(std::is_same_v<D, gaussian_mixture> || !std::is_same_v<Strategy, score_function> || has_score<D>,
                 "stochgrad::dist: score_function needs a distribution with a closed-form score (gaussian_tril "
                 "is pathwise only): use pathwise");
   static_assert(!std::is_same_v<Strategy, pathwise> || has_pathwise<D>,
@@ -110,6 +121,14 @@ class estimator {
   static_assert(std::is_same_v<Objective, expectation> || std::is_same_v<Strategy, score_function> ||
                     std::is_same_v<D, diag_gaussian>,
                 "stochgrad::dist: the pathwise elbo / iwae gradients are those of a diag_gaussian q");
+
+  static_assert(!std::is_same_v<D, gaussian_mixture> || (mixture_strategy<Strategy> && std::is_same_v<Objective, expectation>),
+                "stochgrad::dist: a gaussian_mixture takes composed<enumerate, pathwise>, composed<score_function, "
+                "pathwise>, score_function (through the mixture density), frequency or gumbel_softmax, with the "
+                "expectation objective");
+  static_assert(std::is_same_v<D, gaussian_mixture> || !mixture_strategy<Strategy> ||
+                    std::is_same_v<Strategy, score_function>,
+                "stochgrad::dist: composed, frequency and gumbel_softmax are strategies of a gaussian_mixture");
 
  public:
   using options_type = estimator_options;  ///< what `stepper(params, opt, {.samples = ...})` builds it from
@@ -146,6 +165,8 @@ class estimator {
   /// @throws invalid_argument for samples = 0
   explicit estimator(estimator_options o) : opts_(o) {
     stochgrad::detail::require(o.samples >= 1, "dist::estimator", "samples", 0.0, ">= 1");
+    stochgrad::detail::require(o.temperature > 0.0 && std::isfinite(o.temperature), "dist::estimator", "temperature",
+                               o.temperature, "finite and > 0");
   }
   /// The options.
   const estimator_options& options() const noexcept { return opts_; }
@@ -165,7 +186,11 @@ class estimator {
       stochgrad::detail::require(phi[0].size() <= enumerate::max_support, "dist::estimator", "K",
                                  static_cast<double>(phi[0].size()), "<= 4096");
     }
-    st.noise.resize(opts_.samples * D::noise_dim(phi));
+    if constexpr (is_mixture) {
+      st.noise.resize(mixture_noise_size(phi[0].size(), phi[1].size() / phi[0].size(), opts_.samples));
+    } else {
+      st.noise.resize(opts_.samples * D::noise_dim(phi));
+    }
     std::size_t n = 0;
     for (const auto& t : st.phi) n += t.size();
     st.grad.resize(n);
@@ -201,7 +226,13 @@ class estimator {
     const auto& st = s.est_state();
     stochgrad::detail::require_same_size("dist::estimator::noise", "out", out.size(), "samples x noise_dim",
                                          st.noise.size());
-    fill_noise<typename D::noise_type, Gen, T>(step_seed(st.master_seed, st.calls), st.noise.size() / opts_.samples, out);
+    const std::uint64_t seed = step_seed(st.master_seed, st.calls);
+    if constexpr (is_mixture) {
+      const std::size_t K = st.phi[0].size();
+      fill_mixture_noise<Gen, T>(seed, K, st.phi[1].size() / K, opts_.samples, out);
+    } else {
+      fill_noise<typename D::noise_type, Gen, T>(seed, st.noise.size() / opts_.samples, out);
+    }
   }
 
   /// Writes the samples of the current call (S rows of `D::dim` entries; categorical: the index).
@@ -213,24 +244,42 @@ class estimator {
     using T = typename St::value_type;
     auto& st = s.est_state();
     const param_spans<T> phi(st.phi.data(), st.phi.size());
-    const std::size_t dz = D::dim(phi), nd = D::noise_dim(phi);
-    stochgrad::detail::require_same_size("dist::estimator::sample", "z", z.size(), "samples x dim", opts_.samples * dz);
-    noise(s, std::span<T>(st.noise));
-    for (std::size_t k = 0; k < opts_.samples; ++k) {
-      D::sample(phi, std::span<const T>(st.noise).subspan(k * nd, nd), z.subspan(k * dz, dz));
+    if constexpr (is_mixture) {
+      const std::size_t K = phi[0].size(), d = phi[1].size() / K;
+      stochgrad::detail::require_same_size("dist::estimator::sample", "z", z.size(), "samples x sample entries",
+                                           opts_.samples * detail::mixture_sample_dim<Strategy>(K, d));
+      noise(s, std::span<T>(st.noise));
+      detail::mixture_samples_of<Strategy, T>(phi, std::span<const T>(st.noise), opts_.samples, opts_.temperature, z);
+    } else {
+      const std::size_t dz = D::dim(phi), nd = D::noise_dim(phi);
+      stochgrad::detail::require_same_size("dist::estimator::sample", "z", z.size(), "samples x dim", opts_.samples * dz);
+      noise(s, std::span<T>(st.noise));
+      for (std::size_t k = 0; k < opts_.samples; ++k) {
+        D::sample(phi, std::span<const T>(st.noise).subspan(k * nd, nd), z.subspan(k * dz, dz));
+      }
     }
   }
 
+  static constexpr bool is_mixture = std::is_same_v<D, gaussian_mixture>;  ///< D is a gaussian_mixture
   /// Strategies whose input is one span of values (score_function: f or log p; enumerate over a
   /// categorical: f at the K categories).
   static constexpr bool takes_values =
-      std::is_same_v<Strategy, score_function> || (std::is_same_v<Strategy, enumerate> && std::is_same_v<D, categorical_logits>);
+      !is_mixture && (std::is_same_v<Strategy, score_function> ||
+                      (std::is_same_v<Strategy, enumerate> && std::is_same_v<D, categorical_logits>));
   /// Strategies whose input is one span of gradients (pathwise, expectation or elbo).
   static constexpr bool takes_gradients = std::is_same_v<Strategy, pathwise> && !std::is_same_v<Objective, iwae>;
   /// Strategies whose input is two spans of values (enumerate / mvd over bernoulli_logit).
   static constexpr bool takes_pairs = std::is_same_v<D, bernoulli_logit> && !takes_values && !std::is_same_v<Strategy, score_function>;
   /// The IWAE input: log p and its gradient.
   static constexpr bool takes_iwae = std::is_same_v<Objective, iwae>;
+  /// Mixture strategies with one input span: score_function (f at the drawn samples, S) and
+  /// gumbel_softmax (grad f at the relaxed points, S x d).
+  static constexpr bool takes_mixture_one =
+      is_mixture && (std::is_same_v<Strategy, score_function> || std::is_same_v<Strategy, gumbel_softmax>);
+  /// Mixture strategies with two input spans: composed<enumerate, pathwise> (f [S x K], grad f
+  /// [S x K x d] at all components), composed<score_function, pathwise> (f [S], grad f [S x d] at
+  /// the drawn sample) and frequency (objective values q [S x K], their gradients [S x K x d]).
+  static constexpr bool takes_mixture_two = is_mixture && !takes_mixture_one;
 
   /// One step with S values (score_function: `f(z_s)`, or `log p(x, z_s)` for elbo; enumerate
   /// over a categorical: f at the K categories): regenerates the call's noise, computes the
@@ -276,6 +325,52 @@ class estimator {
     requires takes_iwae
   step_report step(St& s, std::span<const double> log_p, std::span<const typename St::value_type> g) const {
     return do_step(s, [&](auto phi, auto nz, auto out) { return iwae_pathwise_gradient(phi, nz, log_p, g, out); });
+  }
+
+  /// One mixture step with one input span (see takes_mixture_one).
+  /// @param s the stepper
+  /// @param a the values
+  /// @return the report
+  /// @throws as the mixture function
+  template <class St>
+    requires takes_mixture_one
+  step_report step(St& s, std::span<const double> a) const {
+    return do_step(s, [&](auto phi, auto nz, auto out) { return mixture(s, phi, nz, out, a, {}); });
+  }
+  /// One mixture step with two input spans (see takes_mixture_two).
+  /// @param s the stepper
+  /// @param a the first values
+  /// @param b the second values
+  /// @return the report
+  /// @throws as the mixture function
+  template <class St>
+    requires takes_mixture_two
+  step_report step(St& s, std::span<const double> a, std::span<const double> b) const {
+    return do_step(s, [&](auto phi, auto nz, auto out) { return mixture(s, phi, nz, out, a, b); });
+  }
+  /// The OBJECTIVE gradient of a mixture call (inputs as step), without an update.
+  /// @param s the stepper
+  /// @param out the gradient
+  /// @param a the values
+  /// @return the objective estimate or NaN
+  /// @throws as step
+  template <class St>
+    requires takes_mixture_one
+  double estimate(St& s, std::span<const std::span<typename St::value_type>> out, std::span<const double> a) const {
+    return do_estimate(s, out, [&](auto phi, auto nz, auto o) { return mixture(s, phi, nz, o, a, {}); });
+  }
+  /// The OBJECTIVE gradient of a mixture call (two inputs as step), without an update.
+  /// @param s the stepper
+  /// @param out the gradient
+  /// @param a the first values
+  /// @param b the second values
+  /// @return the objective estimate or NaN
+  /// @throws as step
+  template <class St>
+    requires takes_mixture_two
+  double estimate(St& s, std::span<const std::span<typename St::value_type>> out, std::span<const double> a,
+                  std::span<const double> b) const {
+    return do_estimate(s, out, [&](auto phi, auto nz, auto o) { return mixture(s, phi, nz, o, a, b); });
   }
 
   /// The OBJECTIVE gradient of the current call into `out` (one span per tensor), without an
@@ -383,6 +478,13 @@ class estimator {
       mvd_gradient(bernoulli_logit{}, phi, nz, a, b, out);
     }
     return std::numeric_limits<double>::quiet_NaN();
+  }
+
+  template <class St, class T>
+  double mixture(St& s, param_spans<T> phi, std::span<const T> nz, grad_spans<T> out, std::span<const double> a,
+                 std::span<const double> b) const {
+    return detail::mixture_gradient_of<Strategy, T>(phi, nz, opts_.samples, opts_.temperature, a, b, out, s.baseline(),
+                                                    s.normalizer());
   }
 
   estimator_options opts_{};

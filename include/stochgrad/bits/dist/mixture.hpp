@@ -17,6 +17,7 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <span>
 #include <string>
@@ -28,6 +29,7 @@
 #include "../outcome/group_layout.hpp"
 #include "../outcome/policies.hpp"
 #include "distributions.hpp"
+#include "noise.hpp"
 #include "strategies.hpp"
 
 namespace stochgrad::dist {
@@ -385,5 +387,115 @@ void mixture_gumbel_gradient(std::type_identity_t<param_spans<T>> phi, std::span
   }
   detail::close<T>(ws, out, 1.0 / static_cast<double>(S));
 }
+
+/// Strategy tag: a composition per random choice of a Gaussian mixture (spec section 4.2):
+/// `W` for the component choice, `C` for the component's sample. Offered:
+/// `composed<enumerate, pathwise>` (a) and `composed<score_function, pathwise>` (b). The
+/// baseline slot acts on the score-function part of (b).
+template <class W, class C>
+struct composed {
+  static constexpr const char* name = "composed";                     ///< identifies the strategy
+  static constexpr bool has_outcomes = W::has_outcomes || C::has_outcomes;  ///< a score-function part has outcomes
+};
+/// Strategy tag: PMOE's frequency surrogate (d) (biased; no score-function term, so no baseline).
+struct frequency {
+  static constexpr const char* name = "frequency";  ///< identifies the strategy
+  static constexpr bool has_outcomes = false;        ///< no outcomes: baselines are refused
+};
+/// Strategy tag: Gumbel-softmax relaxation of the component choice (e) (biased), temperature
+/// `estimator_options::temperature`.
+struct gumbel_softmax {
+  static constexpr const char* name = "gumbel_softmax";  ///< identifies the strategy
+  static constexpr bool has_outcomes = false;             ///< no outcomes: baselines are refused
+};
+
+/// The strategies `dist::estimator<gaussian_mixture, S>` accepts: the two compositions,
+/// `score_function` (through the mixture density, (c)), `frequency` and `gumbel_softmax`.
+template <class S>
+inline constexpr bool mixture_strategy =
+    std::is_same_v<S, composed<enumerate, pathwise>> || std::is_same_v<S, composed<score_function, pathwise>> ||
+    std::is_same_v<S, score_function> || std::is_same_v<S, frequency> || std::is_same_v<S, gumbel_softmax>;
+
+/// Entries of the noise of S mixture samples, in blocks: `eps[S x K x d]` (N(0,1), stream 0),
+/// `u[S]` (component uniforms, stream 1), `gumbel_u[S x K]` (stream 2).
+/// @param K components @param d dimension @param S samples
+constexpr std::size_t mixture_noise_size(std::size_t K, std::size_t d, std::size_t S) noexcept {
+  return S * (K * d + 1 + K);
+}
+
+/// Writes the block noise of `mixture_noise_size(K, d, S)` entries from the Philox streams of the
+/// step seed (noise.hpp layout per block).
+/// @param seed the step's seed @param K components @param d dimension @param S samples @param out the noise
+/// @throws size_mismatch for a wrong size
+template <noise_generator Gen = default_generator, real_scalar T>
+void fill_mixture_noise(std::uint64_t seed, std::size_t K, std::size_t d, std::size_t S, std::span<T> out) {
+  stochgrad::detail::require_same_size("dist::fill_mixture_noise", "out", out.size(), "the mixture noise",
+                                       mixture_noise_size(K, d, S));
+  fill_noise<gaussian, Gen>(seed, K * d, out.subspan(0, S * K * d), 0u);
+  fill_noise<uniform, Gen>(seed, 1, out.subspan(S * K * d, S), 1u);
+  fill_noise<uniform, Gen>(seed, K, out.subspan(S * K * d + S, S * K), 2u);
+}
+
+namespace detail {
+
+/// Sample entries per sample that the estimator's `sample` writes for strategy S: all K
+/// component samples for (a) and frequency, the drawn component's sample for (b) and (c), the
+/// relaxed point for gumbel_softmax.
+template <class S>
+constexpr std::size_t mixture_sample_dim(std::size_t K, std::size_t d) noexcept {
+  return std::is_same_v<S, composed<enumerate, pathwise>> || std::is_same_v<S, frequency> ? K * d : d;
+}
+
+/// The samples the caller evaluates f at (mixture_sample_dim per sample), from the block noise.
+template <class S, class T>
+void mixture_samples_of(param_spans<T> phi, std::span<const T> noise, std::size_t S_, double tau, std::span<T> z) {
+  const std::size_t K = phi[0].size(), d = phi[1].size() / K;
+  std::vector<double> w(K), zk(K * d), y(K), zr(d);
+  gaussian_mixture::weights<T>(phi, w);
+  for (std::size_t s = 0; s < S_; ++s) {
+    const auto e = noise.subspan(s * K * d, K * d);
+    gaussian_mixture::component_samples<T>(phi, e, zk);
+    if constexpr (mixture_sample_dim<S>(2, 1) == 2) {
+      for (std::size_t i = 0; i < K * d; ++i) z[s * K * d + i] = static_cast<T>(zk[i]);
+    } else if constexpr (std::is_same_v<S, gumbel_softmax>) {
+      mixture_gumbel_point<T>(phi, e, noise.subspan(S_ * K * d + S_ + s * K, K), tau, zr, y);
+      for (std::size_t i = 0; i < d; ++i) z[s * d + i] = static_cast<T>(zr[i]);
+    } else {
+      const std::size_t k = categorical_logits::index(w, static_cast<double>(noise[S_ * K * d + s]));
+      for (std::size_t i = 0; i < d; ++i) z[s * d + i] = static_cast<T>(zk[k * d + i]);
+    }
+  }
+}
+
+/// The objective gradient of strategy S from the block noise and the caller's values
+/// (a: f [S x K], g [S x K x d]; b: f [S], g [S x d]; c: f [S]; frequency: q [S x K], g [S x K x d];
+/// gumbel: g [S x d]). Returns the objective estimate where the inputs give it, else NaN.
+template <class S, class T, class B, class N>
+double mixture_gradient_of(param_spans<T> phi, std::span<const T> noise, std::size_t S_, double tau,
+                           std::span<const double> a, std::span<const double> b, grad_spans<T> out, const B& base,
+                           const N& norm) {
+  const std::size_t K = phi[0].size(), d = phi[1].size() / K;
+  const auto eps = noise.subspan(0, S_ * K * d), u = noise.subspan(S_ * K * d, S_);
+  const auto gu = noise.subspan(S_ * K * d + S_, S_ * K);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if constexpr (std::is_same_v<S, composed<enumerate, pathwise>>) {
+    mixture_enum_pathwise_gradient<T>(phi, eps, a, b, out);
+    return nan;
+  } else if constexpr (std::is_same_v<S, composed<score_function, pathwise>>) {
+    mixture_score_pathwise_gradient<T>(phi, eps, u, a, b, out, base, norm);
+  } else if constexpr (std::is_same_v<S, score_function>) {
+    mixture_density_score_gradient<T>(phi, eps, u, a, out, base, norm);
+  } else if constexpr (std::is_same_v<S, frequency>) {
+    return mixture_frequency_gradient<T>(phi, eps, a, b, out);
+  } else {
+    mixture_gumbel_gradient<T>(phi, eps, gu, tau, a, out);
+    return nan;
+  }
+  double m = 0.0;
+  for (double v : a) m += v / static_cast<double>(a.size());
+  return m;
+}
+
+}  // namespace detail
 
 }  // namespace stochgrad::dist
