@@ -18,7 +18,7 @@
 ///   for (std::size_t i = 0; i < z.size(); ++i) g[i] = -2.0 * (z[i] - 1.0);  // grad of f = -|z - 1|^2
 ///   s.step(std::span<const double>(g));                  // maximises E[f]: mu -> 1
 /// }
-/// if (std::abs(mu[0] - 1.0) > 0.1) return 1;
+/// if (std::abs(mu[0] - 1.0) > 0.1) std::abort();
 /// @endcode
 /// The noise of step call k is regenerated from `step_seed(seed, k)` by `sample`, `noise`,
 /// `estimate` and `step` alike (noise.hpp); it is never stored. A step that throws changes
