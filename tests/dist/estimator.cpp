@@ -95,6 +95,14 @@ TEST_CASE("save and load restore the call counter (the same noise afterwards)", 
   s.load(ss);
   s.estimator().noise(s, std::span<double>(b));
   CHECK(a == b);
+  // Another strategy is another kind: its saved state is refused.
+  CHECK(dist_sgd<gauss_pw>::kind() == "dist<diag_gaussian,pathwise,expectation,philox_icdf<7>>/no_baseline/no_normalizer/sgd<constant>/float64");
+  CHECK(dist_sgd<sd::estimator<sd::gaussian_mixture, sd::composed<sd::enumerate, sd::pathwise>>>::kind().rfind(
+            "dist<gaussian_mixture,composed<enumerate,pathwise>,", 0) == 0);
+  dist_sgd<gauss_sf> other(p, {.lr = 0.01}, {.samples = 2, .seed = 5});
+  std::stringstream s2;
+  s.save(s2);
+  CHECK_THROWS_AS(other.load(s2), state_error);
 }
 
 TEST_CASE("training: pathwise and score-function steppers move q towards the optimum", "[dist][stepper]") {
@@ -387,4 +395,33 @@ TEST_CASE("gaussian_mixture in the stepper: each composition gives the free func
   CHECK(l == l0);
   rho[0] = -1e4;
   CHECK_THROWS_AS((dist_sgd<sd::estimator<sd::gaussian_mixture, sd::frequency>>(p, {.lr = 0.1}, {})), invalid_argument);
+}
+
+TEST_CASE("float parameters: discrete and mixture estimators compile and agree with double to float precision",
+          "[dist][stepper]") {
+  std::vector<float> lf = {0.2f, -0.5f, 1.0f, 0.0f};
+  std::vector<double> ld = {0.2, -0.5, 1.0, 0.0};
+  dist_sgd<sd::estimator<sd::categorical_logits, sd::score_function>, leave_one_out, float> sf(lf, {.lr = 0.1}, {.samples = 4, .seed = 1});
+  dist_sgd<sd::estimator<sd::categorical_logits, sd::score_function>, leave_one_out, double> sdb(ld, {.lr = 0.1}, {.samples = 4, .seed = 1});
+  std::vector<float> jf(4);
+  std::vector<double> jd(4), f(4);
+  sf.estimator().sample(sf, std::span<float>(jf));
+  sdb.estimator().sample(sdb, std::span<double>(jd));
+  for (std::size_t k = 0; k < 4; ++k) {
+    CHECK(static_cast<double>(jf[k]) == jd[k]);  // the same float uniforms, widened exactly
+    f[k] = jd[k] * jd[k] - 1.0;
+  }
+  sf.step(std::span<const double>(f));
+  sdb.step(std::span<const double>(f));
+  for (std::size_t k = 0; k < 4; ++k) CHECK(std::abs(static_cast<double>(lf[k]) - ld[k]) <= 2e-6 * (1.0 + std::abs(ld[k])));
+  std::vector<float> l = {0.2f, -0.1f}, mu = {-1.0f, 0.5f}, rho = {-0.5f, 0.0f};
+  parameters<float> p;
+  p.add(l);
+  p.add(mu);
+  p.add(rho);
+  dist_sgd<sd::estimator<sd::gaussian_mixture, sd::gumbel_softmax>, no_baseline, float> g(p, {.lr = 0.1}, {.samples = 2, .temperature = 0.5});
+  std::vector<float> z(2);
+  g.estimator().sample(g, std::span<float>(z));
+  const std::vector<double> gz = {1.0, -1.0};
+  CHECK(g.step(std::span<const double>(gz)).applied);
 }

@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "../base/family.hpp"
+#include "../base/names.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../optim/optimizer.hpp"
@@ -135,8 +136,11 @@ class estimator {
   using distribution_type = D;             ///< the distribution
   using strategy_type = Strategy;          ///< the strategy
   using objective_type = Objective;        ///< the objective
-  /// Identifies the estimator in saved state and in the stepper's kind().
-  static constexpr const char* name = "dist";
+  /// "dist<distribution,strategy,objective,generator>", part of the stepper's kind(): saved state
+  /// is refused by a stepper of another distribution, strategy, objective or generator.
+  static constexpr stochgrad::detail::fixed_name name_text{"dist<", D::name, ",", Strategy::name, ",", Objective::name,
+                                                           ",", Gen::name, ">"};
+  static constexpr const char* name = name_text.text;  ///< see name_text
   /// See the file comment (the spec's `distribution` family is not in the enum yet).
   static constexpr estimator_family family = estimator_family::policy_gradient;
 

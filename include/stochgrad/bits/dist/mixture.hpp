@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../base/names.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../outcome/group_layout.hpp"
@@ -394,7 +395,9 @@ void mixture_gumbel_gradient(std::type_identity_t<param_spans<T>> phi, std::span
 /// baseline slot acts on the score-function part of (b).
 template <class W, class C>
 struct composed {
-  static constexpr const char* name = "composed";                     ///< identifies the strategy
+  /// "composed<W,C>": identifies the strategy.
+  static constexpr stochgrad::detail::fixed_name name_text{"composed<", W::name, ",", C::name, ">"};
+  static constexpr const char* name = name_text.text;  ///< see name_text
   static constexpr bool has_outcomes = W::has_outcomes || C::has_outcomes;  ///< a score-function part has outcomes
 };
 /// Strategy tag: PMOE's frequency surrogate (d) (biased; no score-function term, so no baseline).
