@@ -389,8 +389,13 @@ class estimator {
   double estimate(St& s, std::span<const std::span<typename St::value_type>> out, std::span<const double> f) const {
     return do_estimate(s, out, [&](auto phi, auto nz, auto o) { return values(s, phi, nz, o, f); });
   }
-  /// @copydoc estimate
-  /// Pathwise: `g` as in step.
+  /// The OBJECTIVE gradient of a pathwise call (`grad f` or `grad log p` as in step), without an
+  /// update and without consuming the call.
+  /// @param s the stepper
+  /// @param out the gradient
+  /// @param f the gradients, S rows of dim
+  /// @return NaN (the gradients do not give the objective)
+  /// @throws as step
   template <class St>
     requires takes_gradients
   double estimate(St& s, std::span<const std::span<typename St::value_type>> out,
