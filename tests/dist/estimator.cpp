@@ -425,3 +425,21 @@ TEST_CASE("float parameters: discrete and mixture estimators compile and agree w
   const std::vector<double> gz = {1.0, -1.0};
   CHECK(g.step(std::span<const double>(gz)).applied);
 }
+
+TEST_CASE("presets: vi_pathwise, vi_score, mix_exact", "[dist][presets]") {
+  std::vector<double> mu = {0.0}, rho = {0.0};
+  parameters<double> p;
+  p.add(mu);
+  p.add(rho);
+  vi_pathwise<double> a(p, {.lr = 0.01}, {.samples = 2});
+  vi_score<double> b(p, {.lr = 0.01}, {.samples = 2});
+  CHECK(a.kind().rfind("dist<diag_gaussian,pathwise,elbo,", 0) == 0);
+  CHECK(b.kind().find("/leave_one_out/") != std::string::npos);
+  std::vector<double> l = {0.0, 0.0}, m2 = {-1.0, 1.0}, r2 = {0.0, 0.0};
+  parameters<double> q;
+  q.add(l);
+  q.add(m2);
+  q.add(r2);
+  mix_exact<double> c(q, {.lr = 0.01}, {.samples = 2});
+  CHECK(c.kind().rfind("dist<gaussian_mixture,composed<enumerate,pathwise>,", 0) == 0);
+}
