@@ -96,8 +96,10 @@ inline constexpr bool strategy_without_outcomes = !S::has_outcomes;
 /// Estimator policy: gradients of `E_{q_phi}[...]` with respect to the parameters of distribution
 /// D, by strategy Strategy, for objective Objective (expectation, elbo, iwae). The stepper
 /// applies the LOSS gradient `-grad E[...]` (negated here, once).
-/// @tparam D        diag_gaussian, gaussian_tril, bernoulli_logit, categorical_logits
-/// @tparam Strategy score_function, pathwise, enumerate, mvd
+/// @tparam D        diag_gaussian, gaussian_tril, bernoulli_logit, categorical_logits, gaussian_mixture
+/// @tparam Strategy score_function, pathwise, enumerate, mvd; for gaussian_mixture also
+///                  composed<enumerate, pathwise>, composed<score_function, pathwise>, frequency,
+///                  gumbel_softmax (file comment)
 /// @tparam Objective expectation (default), elbo, iwae
 /// @tparam Gen      noise generator policy
 template <class D, class Strategy, class Objective = expectation, noise_generator Gen = default_generator>
@@ -220,7 +222,8 @@ class estimator {
     return true;
   }
 
-  /// Writes the standard noise of the current call (S rows of `D::noise_dim` entries).
+  /// Writes the standard noise of the current call: S rows of `D::noise_dim` entries (noise.hpp
+  /// layout), or for a gaussian_mixture the blocks of `fill_mixture_noise`.
   /// @param s the stepper
   /// @param out S rows
   /// @throws size_mismatch for a wrong size
