@@ -300,6 +300,203 @@ using vade_sampler = beta_thompson;
 
 }  // namespace stochgrad
 
+// =============================================================================================
+// BEGIN verl registry names (issue 19, seed spec rl_zo.md §6.6; volcengine/verl core_algos.py @ b178a3cd56)
+// =============================================================================================
+//
+// Compositions under verl's registry names (namespace `stochgrad::verl`), with upstream verl's
+// defaults: the "vanilla" policy loss is `surrogate_options::verl_upstream()` (clip 0.2 / 0.2,
+// dual clip 3, token-mean, log-ratio clamp 20), GRPO's statistics are verl's (singleton mean 0
+// and std 1, eps 1e-6). A string table maps every registry name onto its composition; names
+// without a stochgrad counterpart throw `invalid_argument` naming the missing piece.
+
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "bits/pg/grpo_family.hpp"
+#include "bits/pg/kl.hpp"
+
+namespace stochgrad {
+
+namespace paper {
+/// verl's group mean (`compute_grpo_outcome_advantage`): singleton groups get mean 0.
+struct verl_group_mean {
+  /// `group_mean::verl()`.
+  static group_mean make() { return group_mean::verl(); }
+};
+/// verl's group std: eps 1e-6 added to the unbiased std, singleton groups std 1.
+struct verl_group_std {
+  /// `group_std::verl()`.
+  static group_std make() { return group_std::verl(); }
+};
+/// verl's "vanilla" policy loss with upstream defaults (actor `clip_ratio 0.2, clip_ratio_c 3.0,
+/// loss_agg_mode "token-mean"`, no KL loss).
+struct verl_vanilla_loss {
+  /// score_function with `surrogate_options::verl_upstream()`.
+  static score_function<> make() { return score_function<>(surrogate_options::verl_upstream()); }
+};
+/// verl's "gpg" policy loss: `-logp * A`, token-mean over the batch.
+struct verl_gpg_loss {
+  /// score_function over `reinforce_loss` with verl's defaults.
+  static score_function<reinforce_loss> make() { return score_function<reinforce_loss>(reinforce_loss{}); }
+};
+}  // namespace paper
+
+/// verl's registry names as stochgrad compositions (the presets index, continued; verl
+/// core_algos.py @ b178a3cd56):
+///
+/// | verl name (adv_estimator / loss_mode) | alias or functions | advantage / loss |
+/// |---|---|---|
+/// | `grpo`, `grpo_vectorized` | `verl::grpo`, `verl::grpo_vectorized` | A = (r − mean_g r)/(std_g r + 1e-6), singleton mean 0 / std 1; vanilla loss |
+/// | `rloo`, `rloo_vectorized` | `verl::rloo`, `verl::rloo_vectorized` | A_i = r_i − mean_{j≠i} r_j; vanilla loss |
+/// | `reinforce_plus_plus` | `kl_in_reward`, `outcome_token_scores`, `reinforce_pp_advantages` (pg/reinforce_pp.hpp) | G_t = r_t + γ G_{t+1} (reset at the mask), A = (G − μ)/√(var + 1e-8) over all tokens |
+/// | `reinforce_plus_plus_baseline` | `verl::reinforce_plus_plus_baseline` (`token_whiten`) | d = s − mean_g s, whitened over all valid tokens |
+/// | `opo` | `verl::opo` (`length_weighted_mean`, pg/opo.hpp) | A = s − Σ L s / Σ L per group |
+/// | `gpg` (both) | `verl::gpg` (`gpg_scale`, `reinforce_loss`, pg/gpg.hpp) | A = B/#{s ≠ 0} (s − mean_g s); L = −Σ W log π A |
+/// | `vanilla`, `gspo`, `cispo` (loss_mode) | `clipped_surrogate` (verl_upstream), `paper::gspo_loss`, `paper::cispo_loss` | PPO clip, sequence ratio, clipped stopped weight |
+///
+/// `gae`, `remax`, `grpo_passk`, `optimal_token_baseline`, `tir_optimal_token_baseline`, `sapo`,
+/// `clip_cov`, `kl_cov`, `geo_mean`, `bypass_mode` have no counterpart: `advantage_estimator` /
+/// `policy_loss` throw `invalid_argument` naming the missing piece.
+namespace verl {
+
+/// `adv_estimator = grpo`: group mean / (group std + 1e-6), verl singletons, vanilla loss.
+template <class T = float>
+using grpo = stepper<with_defaults<score_function<>, paper::verl_vanilla_loss>,
+                     with_defaults<group_mean, paper::verl_group_mean>, with_defaults<group_std, paper::verl_group_std>,
+                     optim::adam<>, T>;
+/// `adv_estimator = grpo_vectorized`: the same advantages as `grpo`.
+template <class T = float>
+using grpo_vectorized = grpo<T>;
+/// `adv_estimator = rloo`: leave-one-out baseline, vanilla (token-level clipped) loss. verl leaves a
+/// singleton group's score unchanged; `leave_one_out` gives it advantage 0.
+template <class T = float>
+using rloo = stepper<with_defaults<score_function<>, paper::verl_vanilla_loss>, leave_one_out, no_normalizer,
+                     optim::adam<>, T>;
+/// `adv_estimator = rloo_vectorized`: as `rloo`.
+template <class T = float>
+using rloo_vectorized = rloo<T>;
+/// `adv_estimator = reinforce_plus_plus_baseline`: group mean (verl singletons), global token
+/// whitening (`token_whiten`; set `s.normalizer().token_counts` per batch), vanilla loss.
+template <class T = float>
+using reinforce_plus_plus_baseline = stepper<with_defaults<score_function<>, paper::verl_vanilla_loss>,
+                                             with_defaults<group_mean, paper::verl_group_mean>, token_whiten,
+                                             optim::adam<>, T>;
+/// `adv_estimator = opo`: length-weighted group mean (set `s.baseline().lengths` per batch), no
+/// std scaling, vanilla loss; verl trains it exactly on-policy (one mini-batch, no KL, no entropy).
+template <class T = float>
+using opo = stepper<with_defaults<score_function<>, paper::verl_vanilla_loss>, length_weighted_mean, no_normalizer,
+                    optim::adam<>, T>;
+/// `adv_estimator = gpg` with `policy_loss.loss_mode = gpg`: alpha (s - group mean) / f_norm and
+/// the ratio-free loss `-logp A` (token-mean).
+template <class T = float>
+using gpg = stepper<with_defaults<score_function<reinforce_loss>, paper::verl_gpg_loss>,
+                    with_defaults<group_mean, paper::verl_group_mean>, gpg_scale, optim::adam<>, T>;
+
+/// One registry name and what it maps onto.
+struct registry_entry {
+  std::string_view name;         ///< verl's registry name
+  std::string_view composition;  ///< the stochgrad composition (alias, policies, free functions)
+  std::string_view missing;      ///< empty when available; else the piece stochgrad lacks
+};
+
+/// verl's `AdvantageEstimator` names.
+inline constexpr registry_entry advantage_estimators[] = {
+    {"gae", "", "GAE needs a learned value model (critic); stochgrad has no value-function estimator"},
+    {"grpo", "verl::grpo (group_mean::verl(), group_std::verl())", ""},
+    {"reinforce_plus_plus",
+     "kl_in_reward + outcome_token_scores + reinforce_pp_advantages (token-level advantages) with "
+     "clipped_surrogate(surrogate_options::verl_upstream())",
+     ""},
+    {"reinforce_plus_plus_baseline", "verl::reinforce_plus_plus_baseline (group_mean::verl(), token_whiten); "
+                                     "token level: reinforce_pp_baseline_advantages", ""},
+    {"remax", "", "ReMax's baseline is the reward of a greedy decode, which stochgrad does not generate"},
+    {"rloo", "verl::rloo (leave_one_out, no_normalizer)", ""},
+    {"opo", "verl::opo (length_weighted_mean, no_normalizer)", ""},
+    {"grpo_passk", "", "the pass@k advantage (only the best sample of a group gets r_max - r_second) is not implemented"},
+    {"gpg", "verl::gpg (group_mean::verl(), gpg_scale, reinforce_loss)", ""},
+    {"rloo_vectorized", "verl::rloo_vectorized (as rloo)", ""},
+    {"grpo_vectorized", "verl::grpo_vectorized (as grpo)", ""},
+    {"optimal_token_baseline", "", "the per-token optimal baseline weighted by squared score norms is not implemented"},
+    {"tir_optimal_token_baseline", "", "the tool-integrated optimal token baseline is not implemented"},
+};
+
+/// verl's `register_policy_loss` names.
+inline constexpr registry_entry policy_losses[] = {
+    {"vanilla", "clipped_surrogate(surrogate_options::verl_upstream())", ""},
+    {"gspo", "clipped_surrogate with ratio_level::sequence (paper::gspo_loss)", ""},
+    {"sapo", "", "SAPO's soft adaptive gate on the ratio is not implemented"},
+    {"gpg", "reinforce_loss (-logp A, token-mean)", ""},
+    {"clip_cov", "", "Clip-Cov (clipping the tokens of largest advantage-logp covariance) is not implemented"},
+    {"kl_cov", "", "KL-Cov (a KL penalty on the tokens of largest covariance) is not implemented"},
+    {"geo_mean", "", "GMPO's geometric-mean token ratio objective is not implemented"},
+    {"cispo", "cispo_estimator (paper::cispo_loss, bits/pg/unified.hpp)", ""},
+    {"bypass_mode", "", "verl's rollout-correction bypass mode (importance weights from the rollout engine) is not "
+                        "implemented"},
+};
+
+namespace detail {
+inline const registry_entry& registry_find(std::span<const registry_entry> table, std::string_view name,
+                                           const char* kind) {
+  for (const registry_entry& e : table) {
+    if (e.name != name) continue;
+    if (!e.missing.empty()) {
+      throw invalid_argument("verl::" + std::string(kind) + ": \"" + std::string(name) +
+                             "\" has no stochgrad counterpart: " + std::string(e.missing));
+    }
+    return e;
+  }
+  throw invalid_argument("verl::" + std::string(kind) + ": unknown verl name \"" + std::string(name) + "\"");
+}
+}  // namespace detail
+
+/// The composition of verl's `algorithm.adv_estimator = name`.
+/// @throws invalid_argument for an unknown name, or one without a stochgrad counterpart (naming
+///         the missing piece)
+inline const registry_entry& advantage_estimator(std::string_view name) {
+  return detail::registry_find(advantage_estimators, name, "advantage_estimator");
+}
+
+/// The composition of verl's `actor.policy_loss.loss_mode = name`.
+/// @throws invalid_argument for an unknown name, or one without a stochgrad counterpart
+inline const registry_entry& policy_loss(std::string_view name) {
+  return detail::registry_find(policy_losses, name, "policy_loss");
+}
+
+/// verl's KL estimator names (`algorithm.kl_penalty`, `actor.kl_loss_type`): "kl"/"k1" -> k1,
+/// "abs" -> abs, "mse"/"k2" -> k2, "low_var_kl"/"k3" -> k3. A "+" suffix (e.g. "k3+") keeps the
+/// forward value and takes k2's gradient (straight-through): `straight_through` is set then.
+/// @throws invalid_argument for "full" (not implemented in verl either) and unknown names
+inline kl_estimator kl_estimator_of(std::string_view name, bool* straight_through = nullptr) {
+  const bool plus = !name.empty() && name.back() == '+';
+  const std::string_view base = plus ? name.substr(0, name.size() - 1) : name;
+  if (straight_through != nullptr) *straight_through = plus;
+  if (base == "kl" || base == "k1") return kl_estimator::k1;
+  if (base == "abs") return kl_estimator::abs;
+  if (base == "mse" || base == "k2") return kl_estimator::k2;
+  if (base == "low_var_kl" || base == "k3") return kl_estimator::k3;
+  if (base == "full") throw invalid_argument("verl::kl_estimator_of: \"full\" is not implemented (in verl either)");
+  throw invalid_argument("verl::kl_estimator_of: unknown verl KL estimator \"" + std::string(name) + "\"");
+}
+
+/// verl's `loss_agg_mode` names: "token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
+/// "seq-mean-token-sum-norm" (use with `loss_convention::verl_upstream`).
+/// @throws invalid_argument for an unknown name
+inline loss_aggregation loss_agg_mode(std::string_view name) {
+  if (name == "token-mean") return loss_aggregation::token_mean;
+  if (name == "seq-mean-token-sum") return loss_aggregation::seq_mean_token_sum;
+  if (name == "seq-mean-token-mean") return loss_aggregation::seq_mean_token_mean;
+  if (name == "seq-mean-token-sum-norm") return loss_aggregation::seq_mean_token_sum_norm;
+  throw invalid_argument("verl::loss_agg_mode: unknown verl loss_agg_mode \"" + std::string(name) + "\"");
+}
+
+}  // namespace verl
+}  // namespace stochgrad
+// =============================================================================================
+// END verl registry names
+// =============================================================================================
+
 // ---------------------------------------------------------------------------------------------
 // Distribution-parameter estimators (issue 16, bits/dist; spec shared/design/seeds/variational.md
 // section 1.2). Appended section: these aliases are not yet in the table of the file comment.

@@ -17,6 +17,8 @@
 #include "bits/kernels/reduce.hpp"
 #include "bits/outcome/outcome.hpp"
 #include "bits/optim/optim.hpp"
+#include "bits/privacy/privacy.hpp"
+#include "bits/data/data.hpp"
 #include "bits/stepper/stepper.hpp"
 #include "bits/zo/zo.hpp"
 #include "bits/pg/pg.hpp"

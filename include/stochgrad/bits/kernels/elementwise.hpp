@@ -75,6 +75,14 @@ STOCHGRAD_ALWAYS_INLINE void for_noise_chunks(std::size_t b, std::size_t e, cons
     edge(i, n, z + skip);
     i += n;
   }
+  if constexpr (detail::pair_chunks_help<D, G>) {
+    for (; i + 2 * C <= e; i += 2 * C) {
+      B z[2 * simd::chunk_batches<T>];
+      noise_chunk_pair<D, G>(key, first + i, z);
+      body(i, z);
+      body(i + C, z + simd::chunk_batches<T>);
+    }
+  }
   for (; i + C <= e; i += C) {
     B z[simd::chunk_batches<T>];
     noise_chunk<D, G>(key, first + i, z);

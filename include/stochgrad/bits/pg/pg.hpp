@@ -15,3 +15,4 @@
 #include "reinforce_ada.hpp"
 #include "rloo_loss.hpp"
 #include "score_function.hpp"
+#include "grpo_family.hpp"

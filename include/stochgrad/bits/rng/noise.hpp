@@ -9,7 +9,11 @@
 /// (the bit-sliced Rademacher of philox_icdf uses `block = e >> 7` and bit `e & 127`). So
 /// any element can be produced without the ones before it, by any thread, in any order, and the
 /// SIMD path produces the same bits as the scalar path: both run the same integer code and the
-/// same float operations (see STOCHGRAD_USE_FMA in config.hpp).
+/// same float operations. The bits are also the same on every ISA (scalar, SSE2, AVX2, AVX-512,
+/// NEON): every multiply-add in a generator is fused whatever STOCHGRAD_USE_FMA says (exact
+/// `std::fma` where the target has no FMA instruction), and no generator uses an operation whose
+/// result depends on the ISA (approximate reciprocals, contraction, reassociated reductions).
+/// tests/isa/kat.cpp holds known-answer hashes that each ISA build must reproduce.
 ///
 /// Variates are computed in float32 and widened exactly when the parameters are double.
 ///
@@ -33,6 +37,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -175,13 +180,38 @@ STOCHGRAD_ALWAYS_INLINE auto uniform01(const U& x) noexcept {
   return min_f((int_to_float(x >> 8) + F(0.5f)) * F(0x1p-24f), F(0x1.fffffep-1f));
 }
 
+// Fused multiply-add for the generators, fused on every target: the variates must be the same
+// bits on every ISA (an AVX2 rank and an AVX-512 rank of one job regenerate the same z), so they
+// cannot follow STOCHGRAD_USE_FMA. Hardware FMA where the target has it; elsewhere std::fma lane by
+// lane, which is exact (correctly rounded) and slow: SSE2-only x86-64 builds generate Gaussians
+// several times slower than FMA builds, and identically.
+STOCHGRAD_ALWAYS_INLINE float gen_fma(float a, float b, float c) noexcept { return std::fma(a, b, c); }
+STOCHGRAD_ALWAYS_INLINE f32b gen_fma(const f32b& a, const f32b& b, const f32b& c) noexcept {
+#if defined(__AVX512F__)
+  return f32b(_mm512_fmadd_ps(a, b, c));
+#elif defined(__FMA__) && defined(__AVX__)
+  return f32b(_mm256_fmadd_ps(a, b, c));
+#elif defined(__FMA__)
+  return f32b(_mm_fmadd_ps(a, b, c));
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+  return f32b(vfmaq_f32(c, a, b));
+#else
+  constexpr std::size_t W = f32b::size;
+  alignas(64) float av[W], bv[W], cv[W];
+  a.store_aligned(av);
+  b.store_aligned(bv);
+  c.store_aligned(cv);
+  for (std::size_t j = 0; j < W; ++j) av[j] = std::fma(av[j], bv[j], cv[j]);
+  return f32b::load_aligned(av);
+#endif
+}
+
 // ln u(x) for u(x) = ((x >> 8) + 0.5) 2^-24, from the integer k = x >> 8: write k + 0.5 = 2^j (1 + f)
 // with 1 + f in [sqrt(1/2), sqrt(2)); then f = ((k - 2^j) + 0.5) 2^-j is exact in float, and
 // ln u = log1p(f) + (j - 24) ln 2 with the Cephes logf polynomial for log1p on that range and ln 2 in
 // two parts. Accurate near u = 1, where evaluating u in float first would round it to 1.
 template <class F, class U>
 STOCHGRAD_ALWAYS_INLINE F log_u_word(const U& x) noexcept {
-  using simd::madd;
   const U k = x >> 8;
   const F kf = int_to_float(k);                                  // exact: k < 2^24
   const U shifted = as_u32(kf + F(0.5f)) - U(0x3f3504f3u);         // only selects j
@@ -192,19 +222,19 @@ STOCHGRAD_ALWAYS_INLINE F log_u_word(const U& x) noexcept {
   const F e = int_to_float(j - U(24u));
   const F z = f * f;
   F p = F(7.0376836292e-2f);
-  p = madd(p, f, F(-1.1514610310e-1f));
-  p = madd(p, f, F(1.1676998740e-1f));
-  p = madd(p, f, F(-1.2420140846e-1f));
-  p = madd(p, f, F(1.4249322787e-1f));
-  p = madd(p, f, F(-1.6668057665e-1f));
-  p = madd(p, f, F(2.0000714765e-1f));
-  p = madd(p, f, F(-2.4999993993e-1f));
-  p = madd(p, f, F(3.3333331174e-1f));
+  p = gen_fma(p, f, F(-1.1514610310e-1f));
+  p = gen_fma(p, f, F(1.1676998740e-1f));
+  p = gen_fma(p, f, F(-1.2420140846e-1f));
+  p = gen_fma(p, f, F(1.4249322787e-1f));
+  p = gen_fma(p, f, F(-1.6668057665e-1f));
+  p = gen_fma(p, f, F(2.0000714765e-1f));
+  p = gen_fma(p, f, F(-2.4999993993e-1f));
+  p = gen_fma(p, f, F(3.3333331174e-1f));
   F y = (f * z) * p;
-  y = madd(e, F(-2.12194440e-4f), y);
-  y = madd(z, F(-0.5f), y);
+  y = gen_fma(e, F(-2.12194440e-4f), y);
+  y = gen_fma(z, F(-0.5f), y);
   F r = f + y;
-  r = madd(e, F(0.693359375f), r);
+  r = gen_fma(e, F(0.693359375f), r);
   return r;
 }
 
@@ -212,25 +242,24 @@ STOCHGRAD_ALWAYS_INLINE F log_u_word(const U& x) noexcept {
 // q = round(4u) selects the quadrant and t = u - q/4 in [-1/8, 1/8] is exact in float.
 template <class F, class U>
 STOCHGRAD_ALWAYS_INLINE void sincos_2pi_u(const U& x, F& s, F& c) noexcept {
-  using simd::madd;
   const U k = x >> 8;
   const U q = (k + U(1u << 21)) >> 22;                         // 0..4
   const U r = k - (q << 22);                                   // two's complement, in [-2^21, 2^21)
-  const F t = madd(int_to_float(r), F(0x1p-24f), F(0x1p-25f));  // exact
+  const F t = gen_fma(int_to_float(r), F(0x1p-24f), F(0x1p-25f));  // exact
   const F t2 = t * t;
   // Taylor series of sin(2 pi t) to t^9 and cos(2 pi t) to t^10: truncation < 2e-9 on |2 pi t| <= pi/4.
   F ps = F(42.058693944897634f);
-  ps = madd(ps, t2, F(-76.70585975306136f));
-  ps = madd(ps, t2, F(81.60524927607504f));
-  ps = madd(ps, t2, F(-41.341702240399755f));
-  ps = madd(ps, t2, F(6.283185307179586f));
+  ps = gen_fma(ps, t2, F(-76.70585975306136f));
+  ps = gen_fma(ps, t2, F(81.60524927607504f));
+  ps = gen_fma(ps, t2, F(-41.341702240399755f));
+  ps = gen_fma(ps, t2, F(6.283185307179586f));
   const F sn = ps * t;
   F pc = F(-26.426256783374388f);
-  pc = madd(pc, t2, F(60.24464137187664f));
-  pc = madd(pc, t2, F(-85.45681720669371f));
-  pc = madd(pc, t2, F(64.93939402266828f));
-  pc = madd(pc, t2, F(-19.739208802178716f));
-  const F cs = madd(pc, t2, F(1.0f));
+  pc = gen_fma(pc, t2, F(60.24464137187664f));
+  pc = gen_fma(pc, t2, F(-85.45681720669371f));
+  pc = gen_fma(pc, t2, F(64.93939402266828f));
+  pc = gen_fma(pc, t2, F(-19.739208802178716f));
+  const F cs = gen_fma(pc, t2, F(1.0f));
   // Quadrant q: angle = q pi/2 + 2 pi t. Swap for odd q, negate sin for q in {2,3}, cos for q in {1,2}.
   const U sw_mask = U(0u) - (q & U(1u));        // all ones when odd
   const U snb = as_u32(sn), csb = as_u32(cs);
@@ -259,7 +288,7 @@ STOCHGRAD_ALWAYS_INLINE F rademacher_from(const U& x) noexcept {
 
 template <class F, class U>
 STOCHGRAD_ALWAYS_INLINE F segmented_from(const U& x) noexcept {
-  const F mag = simd::madd(int_to_float(x & U(0x00ffffffu)) + F(0.5f), F(0x1p-25f), F(0.5f));
+  const F mag = gen_fma(int_to_float(x & U(0x00ffffffu)) + F(0.5f), F(0x1p-25f), F(0.5f));
   return as_float(as_u32(mag) | (x & U(0x80000000u)));
 }
 
@@ -270,9 +299,83 @@ STOCHGRAD_ALWAYS_INLINE float gaussian_icdf(std::uint32_t w) noexcept {
   const std::uint32_t mant = ((x << k) >> 8) & 0x7fffffu;      // 23 bits below the leading one
   const float t = as_float(mant | 0x3f800000u) - 1.0f;        // exact, in [0, 1)
   float p = icdf_coef[icdf_degree][k];
-  for (int r = icdf_degree - 1; r >= 0; --r) p = simd::madd(p, t, icdf_coef[r][k]);
+  for (int r = icdf_degree - 1; r >= 0; --r) p = gen_fma(p, t, icdf_coef[r][k]);
   return as_float(as_u32(p) ^ (w & 0x80000000u));
 }
+
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+// AVX2 inversion in three parts, so that a chunk's four registers can share one branch (see
+// icdf_avx2_chunk): the integer part, the polynomial with the octave tables held in one register
+// per coefficient (octaves 0..7, all but 2^-8 of the lanes), and the polynomial for any octave.
+struct icdf_avx2 {
+  __m256i k;     // octave, 0..31
+  __m256 t;      // exact, in [0, 1)
+  __m256i sign;  // bit 31 of the word
+  // Whether a lane has octave >= 8 (not in the one-register tables).
+  STOCHGRAD_ALWAYS_INLINE __m256i rare_lanes() const noexcept { return _mm256_cmpgt_epi32(k, _mm256_set1_epi32(7)); }
+  STOCHGRAD_ALWAYS_INLINE bool rare() const noexcept { return _mm256_movemask_ps(_mm256_castsi256_ps(rare_lanes())) != 0; }
+};
+
+STOCHGRAD_ALWAYS_INLINE icdf_avx2 icdf_avx2_prepare(const u32b& w) noexcept {
+  static_assert(f32b::size == 8, "stochgrad: unexpected register width for AVX2");
+  const __m256i wi = w;
+  const __m256i x = _mm256_or_si256(_mm256_add_epi32(wi, wi), _mm256_set1_epi32(1));
+  // countl_zero(x) without lzcnt: v = x >> 1 with the bit below its leading one cleared converts to
+  // float exactly enough that the exponent is floor(log2 v) (no rounding up to the next power of
+  // two); k = 30 - floor(log2 v), and x = 1 (v = 0, exponent field 0) is clamped to 31.
+  const __m256i v = _mm256_srli_epi32(x, 1);
+  const __m256i vt = _mm256_andnot_si256(_mm256_srli_epi32(v, 1), v);
+  const __m256i ex = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(vt)), 23);
+  const __m256i k = _mm256_min_epi32(_mm256_sub_epi32(_mm256_set1_epi32(157), ex), _mm256_set1_epi32(31));
+  const __m256i sh = _mm256_srli_epi32(_mm256_sllv_epi32(x, k), 8);
+  const __m256 t = _mm256_sub_ps(
+      _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(sh, _mm256_set1_epi32(0x7fffff)), _mm256_set1_epi32(0x3f800000))),
+      _mm256_set1_ps(1.0f));
+  return {k, t, _mm256_and_si256(wi, _mm256_set1_epi32(static_cast<int>(0x80000000u)))};
+}
+
+// Octaves 0..7 only: one permute per coefficient.
+STOCHGRAD_ALWAYS_INLINE f32b icdf_avx2_fast(const icdf_avx2& q) noexcept {
+  __m256 p = _mm256_permutevar8x32_ps(_mm256_load_ps(icdf_coef[icdf_degree]), q.k);
+  for (int r = icdf_degree - 1; r >= 0; --r)
+    p = _mm256_fmadd_ps(p, q.t, _mm256_permutevar8x32_ps(_mm256_load_ps(icdf_coef[r]), q.k));
+  return f32b(_mm256_xor_ps(p, _mm256_castsi256_ps(q.sign)));
+}
+
+// Any octave: the 32-entry rows as four 8-entry quarters, each permuted by the low three bits of k,
+// the quarter chosen by bits 3 and 4 of k (moved to the sign bit, which is what blendv reads). Same
+// coefficients and FMAs as the fast path, so the same bits.
+STOCHGRAD_ALWAYS_INLINE f32b icdf_avx2_any(const icdf_avx2& q) noexcept {
+  const __m256 b3 = _mm256_castsi256_ps(_mm256_slli_epi32(q.k, 28));
+  const __m256 b4 = _mm256_castsi256_ps(_mm256_slli_epi32(q.k, 27));
+  auto coef = [&q, &b3, &b4](int r) {
+    const float* c = icdf_coef[r];
+    const __m256 q0 = _mm256_permutevar8x32_ps(_mm256_load_ps(c), q.k);
+    const __m256 q1 = _mm256_permutevar8x32_ps(_mm256_load_ps(c + 8), q.k);
+    const __m256 q2 = _mm256_permutevar8x32_ps(_mm256_load_ps(c + 16), q.k);
+    const __m256 q3 = _mm256_permutevar8x32_ps(_mm256_load_ps(c + 24), q.k);
+    return _mm256_blendv_ps(_mm256_blendv_ps(q0, q1, b3), _mm256_blendv_ps(q2, q3, b3), b4);
+  };
+  __m256 p = coef(icdf_degree);
+  for (int r = icdf_degree - 1; r >= 0; --r) p = _mm256_fmadd_ps(p, q.t, coef(r));
+  return f32b(_mm256_xor_ps(p, _mm256_castsi256_ps(q.sign)));
+}
+
+// Four registers of inversion Gaussians with one branch: all four through the fast path, and, for
+// the one chunk in eight that holds a lane of octave >= 8, again through the any-octave path.
+// Evaluating the four independent polynomials without a branch between them lets them overlap.
+STOCHGRAD_ALWAYS_INLINE void icdf_avx2_chunk(const u32b (&w)[4], f32b (&z)[4]) noexcept {
+  icdf_avx2 q[4];
+  for (int r = 0; r < 4; ++r) q[r] = icdf_avx2_prepare(w[r]);
+  for (int r = 0; r < 4; ++r) z[r] = icdf_avx2_fast(q[r]);
+  const __m256i any = _mm256_or_si256(_mm256_or_si256(q[0].rare_lanes(), q[1].rare_lanes()),
+                                      _mm256_or_si256(q[2].rare_lanes(), q[3].rare_lanes()));
+  if (_mm256_movemask_ps(_mm256_castsi256_ps(any)) != 0) [[unlikely]] {
+    for (int r = 0; r < 4; ++r)
+      if (q[r].rare()) z[r] = icdf_avx2_any(q[r]);
+  }
+}
+#endif
 
 // SIMD form: same operations lane by lane. With AVX-512 the table lookup is one two-register
 // permute per coefficient; elsewhere the lanes are looked up through memory.
@@ -295,37 +398,8 @@ STOCHGRAD_ALWAYS_INLINE f32b gaussian_icdf(const u32b& w) noexcept {
   return f32b(_mm512_castsi512_ps(
       _mm512_ternarylogic_epi32(_mm512_castps_si512(p), wi, _mm512_set1_epi32(static_cast<int>(0x80000000u)), 0x78)));
 #elif defined(__AVX2__) && defined(__FMA__)
-  static_assert(f32b::size == 8, "stochgrad: unexpected register width for AVX2");
-  const __m256i wi = w;
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i x = _mm256_or_si256(_mm256_add_epi32(wi, wi), one);
-  // countl_zero(x) without lzcnt: v = x >> 1 with the bit below its leading one cleared converts to
-  // float exactly enough that the exponent is floor(log2 v) (no rounding up to the next power of
-  // two); k = 30 - floor(log2 v), and x = 1 (v = 0, exponent field 0) is clamped to 31.
-  const __m256i v = _mm256_srli_epi32(x, 1);
-  const __m256i vt = _mm256_andnot_si256(_mm256_srli_epi32(v, 1), v);
-  const __m256i ex = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(vt)), 23);
-  const __m256i k = _mm256_min_epi32(_mm256_sub_epi32(_mm256_set1_epi32(157), ex), _mm256_set1_epi32(31));
-  const __m256i sh = _mm256_srli_epi32(_mm256_sllv_epi32(x, k), 8);
-  const __m256 t = _mm256_sub_ps(
-      _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(sh, _mm256_set1_epi32(0x7fffff)), _mm256_set1_epi32(0x3f800000))),
-      _mm256_set1_ps(1.0f));
-  const __m256i sign = _mm256_and_si256(wi, _mm256_set1_epi32(static_cast<int>(0x80000000u)));
-  // Octaves k >= 8 (probability 2^-8 per lane) are not in the 8-entry register tables; a register
-  // holding one takes the lookups through memory.
-  if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, _mm256_set1_epi32(7)))) == 0) {
-    __m256 p = _mm256_permutevar8x32_ps(_mm256_load_ps(icdf_coef[icdf_degree]), k);
-    for (int r = icdf_degree - 1; r >= 0; --r) p = _mm256_fmadd_ps(p, t, _mm256_permutevar8x32_ps(_mm256_load_ps(icdf_coef[r]), k));
-    return f32b(_mm256_xor_ps(p, _mm256_castsi256_ps(sign)));
-  }
-  alignas(32) std::uint32_t kv[8];
-  alignas(32) float cv[icdf_degree + 1][8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(kv), k);
-  for (int r = 0; r <= icdf_degree; ++r)
-    for (std::size_t j = 0; j < 8; ++j) cv[r][j] = icdf_coef[r][kv[j]];
-  __m256 p = _mm256_load_ps(cv[icdf_degree]);
-  for (int r = icdf_degree - 1; r >= 0; --r) p = _mm256_fmadd_ps(p, t, _mm256_load_ps(cv[r]));
-  return f32b(_mm256_xor_ps(p, _mm256_castsi256_ps(sign)));
+  const icdf_avx2 q = icdf_avx2_prepare(w);
+  return q.rare() ? icdf_avx2_any(q) : icdf_avx2_fast(q);
 #else
   // Portable: the integer part and the lookups lane by lane, the polynomial on registers.
   constexpr std::size_t W = f32b::size;
@@ -340,7 +414,7 @@ STOCHGRAD_ALWAYS_INLINE f32b gaussian_icdf(const u32b& w) noexcept {
   }
   const f32b t = f32b::load_aligned(tv);
   f32b p = f32b::load_aligned(cv[icdf_degree]);
-  for (int r = icdf_degree - 1; r >= 0; --r) p = simd::madd(p, t, f32b::load_aligned(cv[r]));
+  for (int r = icdf_degree - 1; r >= 0; --r) p = gen_fma(p, t, f32b::load_aligned(cv[r]));
   return as_float(as_u32(p) ^ (w & u32b(0x80000000u)));
 #endif
 }
@@ -511,6 +585,49 @@ STOCHGRAD_ALWAYS_INLINE void signs_from_bits(std::uint64_t bits, f32b out[4]) no
 #endif
 }
 
+#if defined(STOCHGRAD_PHILOX_HD)
+// The 4 NC float registers of the NC consecutive chunks starting at block b0, in memory order: the
+// Philox rounds of all 2 NC register sets interleaved (on AVX2 a single chunk's two sets leave the
+// multiplier waiting on the round's latency; two chunks fill it), then each chunk's mapping.
+template <class D, class G, int NC>
+STOCHGRAD_ALWAYS_INLINE void chunk_variates_hd(std::uint64_t b0, std::uint32_t stream, std::uint32_t draw, std::uint32_t k0,
+                                               std::uint32_t k1, f32b* out) noexcept {
+  constexpr int S = 2 * NC;
+  hd_reg c0[S], c1[S], c2[S], c3[S];
+  for (int c = 0; c < NC; ++c) {
+    const std::uint64_t bc = b0 + static_cast<std::uint64_t>(c) * f32b::size;  // a chunk is W blocks
+    c0[2 * c] = chunk_set_blocks<0>(bc);
+    c0[2 * c + 1] = chunk_set_blocks<1>(bc);
+  }
+  for (int s = 0; s < S; ++s) {
+    c1[s] = hd_hi(c0[s]);  // block >> 32
+    c2[s] = hd_set(stream);
+    c3[s] = hd_set(draw);
+  }
+  philox_rounds_hd<G::rounds, S>(c0, c1, c2, c3, k0, k1);
+  for (int c = 0; c < NC; ++c) {
+    f32b* o4 = out + 4 * c;
+    const int a = 2 * c, b = 2 * c + 1;
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<D, gaussian> && gaussian_by_inversion<G>) {
+      const u32b w[4] = {pack_low_words(c0[a], c2[a]), pack_low_words(c1[a], c3[a]), pack_low_words(c0[b], c2[b]),
+                         pack_low_words(c1[b], c3[b])};
+      f32b z[4];
+      icdf_avx2_chunk(w, z);
+      interleave_inlane(z[0], z[1], o4[0], o4[1]);
+      interleave_inlane(z[2], z[3], o4[2], o4[3]);
+      continue;
+    }
+#endif
+    for (const int s : {a, b}) {
+      f32b e, o;
+      variates_from_words<D, G>(pack_low_words(c0[s], c2[s]), pack_low_words(c1[s], c3[s]), e, o);
+      interleave_inlane(e, o, o4[2 * (s - a)], o4[2 * (s - a) + 1]);
+    }
+  }
+}
+#endif
+
 // The four float registers of the chunk starting at block b0, in memory order.
 template <class D, class G>
 STOCHGRAD_ALWAYS_INLINE void chunk_variates(std::uint64_t b0, std::uint32_t stream, std::uint32_t draw, std::uint32_t k0,
@@ -522,20 +639,7 @@ STOCHGRAD_ALWAYS_INLINE void chunk_variates(std::uint64_t b0, std::uint32_t stre
     }
   }
 #if defined(STOCHGRAD_PHILOX_HD)
-  hd_reg c0[2], c1[2], c2[2], c3[2];
-  c0[0] = chunk_set_blocks<0>(b0);
-  c0[1] = chunk_set_blocks<1>(b0);
-  for (int s = 0; s < 2; ++s) {
-    c1[s] = hd_hi(c0[s]);  // block >> 32
-    c2[s] = hd_set(stream);
-    c3[s] = hd_set(draw);
-  }
-  philox_rounds_hd<G::rounds, 2>(c0, c1, c2, c3, k0, k1);
-  for (int s = 0; s < 2; ++s) {
-    f32b e, o;
-    variates_from_words<D, G>(pack_low_words(c0[s], c2[s]), pack_low_words(c1[s], c3[s]), e, o);
-    interleave_inlane(e, o, out[2 * s], out[2 * s + 1]);
-  }
+  chunk_variates_hd<D, G, 1>(b0, stream, draw, k0, k1, out);
 #else
   // Portable form (any register width): blocks computed one at a time, then the same mapping.
   constexpr std::size_t W = f32b::size;
@@ -561,6 +665,30 @@ STOCHGRAD_ALWAYS_INLINE void chunk_variates(std::uint64_t b0, std::uint32_t stre
   }
   for (std::size_t r = 0; r < 4; ++r) out[r] = f32b::load_aligned(mem + r * W);
 #endif
+}
+
+// Whether chunk_variates_pair is faster than two chunk_variates calls (SIMD Philox rounds; the
+// bit-sliced Rademacher makes one scalar Philox call per chunk and gains nothing).
+template <class D, class G>
+inline constexpr bool pair_chunks_help =
+#if defined(STOCHGRAD_PHILOX_HD)
+    !(std::is_same_v<D, rademacher> && rademacher_bitsliced<G>);
+#else
+    false;
+#endif
+
+// Two consecutive chunks (8 registers, memory order), bitwise equal to two chunk_variates calls.
+template <class D, class G>
+STOCHGRAD_ALWAYS_INLINE void chunk_variates_pair(std::uint64_t b0, std::uint32_t stream, std::uint32_t draw, std::uint32_t k0,
+                                                 std::uint32_t k1, f32b out[8]) noexcept {
+#if defined(STOCHGRAD_PHILOX_HD)
+  if constexpr (pair_chunks_help<D, G>) {
+    chunk_variates_hd<D, G, 2>(b0, stream, draw, k0, k1, out);
+    return;
+  }
+#endif
+  chunk_variates<D, G>(b0, stream, draw, k0, k1, out);
+  chunk_variates<D, G>(b0 + f32b::size, stream, draw, k0, k1, out + 4);
 }
 
 using f64b = xsimd::batch<double>;
@@ -615,6 +743,24 @@ template <noise_distribution D, noise_generator G = default_generator>
 STOCHGRAD_ALWAYS_INLINE void noise_chunk(const noise_key& key, std::uint64_t e0, xsimd::batch<float> out[4]) noexcept {
   detail::chunk_variates<D, G>(e0 >> 2, key.stream, key.draw, static_cast<std::uint32_t>(key.seed),
                                        static_cast<std::uint32_t>(key.seed >> 32), out);
+}
+
+/// Two consecutive chunks starting at `e0` (`e0 % 4 == 0`): `out[0..3]` as `noise_chunk(key, e0)`
+/// and `out[4..7]` as `noise_chunk(key, e0 + simd::chunk)`, bitwise. Faster than two calls where the
+/// generator's rounds are latency-bound on one chunk (AVX2).
+template <noise_distribution D, noise_generator G = default_generator>
+STOCHGRAD_ALWAYS_INLINE void noise_chunk_pair(const noise_key& key, std::uint64_t e0, xsimd::batch<float> out[8]) noexcept {
+  detail::chunk_variates_pair<D, G>(e0 >> 2, key.stream, key.draw, static_cast<std::uint32_t>(key.seed),
+                                    static_cast<std::uint32_t>(key.seed >> 32), out);
+}
+
+/// @copydoc noise_chunk_pair
+/// Double registers: the float variates widened exactly (`2 simd::chunk_batches<double>` registers).
+template <noise_distribution D, noise_generator G = default_generator>
+STOCHGRAD_ALWAYS_INLINE void noise_chunk_pair(const noise_key& key, std::uint64_t e0, xsimd::batch<double> out[]) noexcept {
+  xsimd::batch<float> f[8];
+  noise_chunk_pair<D, G>(key, e0, f);
+  for (int r = 0; r < 8; ++r) detail::widen(f[r], out[2 * r], out[2 * r + 1]);
 }
 
 /// @copydoc noise_chunk

@@ -82,8 +82,10 @@ using hd_reg = __m256i;
 STOCHGRAD_ALWAYS_INLINE hd_reg hd_set(std::uint32_t x) noexcept { return _mm256_set1_epi64x(static_cast<long long>(x)); }
 STOCHGRAD_ALWAYS_INLINE hd_reg hd_mul(hd_reg a, hd_reg m) noexcept { return _mm256_mul_epu32(a, m); }
 STOCHGRAD_ALWAYS_INLINE hd_reg hd_hi(hd_reg p) noexcept { return _mm256_srli_epi64(p, 32); }
+// a is the product's high word, the last operand to be ready: b ^ c is computed while the multiply
+// runs, leaving one XOR on the round's critical path (multiply, shift, XOR).
 STOCHGRAD_ALWAYS_INLINE hd_reg hd_xor3(hd_reg a, hd_reg b, hd_reg c) noexcept {
-  return _mm256_xor_si256(_mm256_xor_si256(a, b), c);
+  return _mm256_xor_si256(a, _mm256_xor_si256(b, c));
 }
 #elif defined(__SSE2__) && !defined(__AVX__)
 #define STOCHGRAD_PHILOX_HD 128
@@ -92,7 +94,7 @@ STOCHGRAD_ALWAYS_INLINE hd_reg hd_set(std::uint32_t x) noexcept { return _mm_set
 STOCHGRAD_ALWAYS_INLINE hd_reg hd_mul(hd_reg a, hd_reg m) noexcept { return _mm_mul_epu32(a, m); }
 STOCHGRAD_ALWAYS_INLINE hd_reg hd_hi(hd_reg p) noexcept { return _mm_srli_epi64(p, 32); }
 STOCHGRAD_ALWAYS_INLINE hd_reg hd_xor3(hd_reg a, hd_reg b, hd_reg c) noexcept {
-  return _mm_xor_si128(_mm_xor_si128(a, b), c);
+  return _mm_xor_si128(a, _mm_xor_si128(b, c));  // a last, as in the AVX2 form
 }
 #endif
 
