@@ -365,3 +365,22 @@ TEST_CASE("4.3: Gaussian mixture, the five strategy compositions", "[dist][worke
   check_all(gm, {-0.10586180477173494, -0.8776640603479796, -0.3614942655309713});
   check_all(gr, {-0.01587927071576024, 0.9654304663827776, -0.06506896779557483});
 }
+
+TEST_CASE("Gumbel-softmax over categorical logits: section 4.3 (e)'s weight gradient with g_k = df(z_relaxed) z_k",
+          "[dist][worked]") {
+  // With l the mixture's log-weights (softmax-invariant) and g_k = df(z_relaxed) z_k, the
+  // categorical relaxation's d/dl is 4.3 (e)'s d/dl, and y is (e)'s y.
+  const std::vector<double> l = {0.2, -0.1, 0.4}, gu = {0.25, 0.7, 0.4};
+  const std::array<std::span<const double>, 1> phi{std::span<const double>(l)};
+  std::vector<double> y(3), g(3), out_l(3);
+  sd::gumbel_softmax_point<double>(phi, gu, 0.5, y);
+  check_all(y, {0.07870648353829601, 0.6525285684188151, 0.268764948042889});
+  const double z[3] = {-0.85, -0.6, 2.18}, dfz = 2.0 * (0.1274899346746572 - 0.8);
+  for (std::size_t k = 0; k < 3; ++k) g[k] = dfz * z[k];
+  const std::array<std::span<double>, 1> out{std::span<double>(out_l)};
+  sd::gumbel_softmax_gradient<double>(phi, gu, 0.5, g, out);
+  check_all(out_l, {0.20695769726172902, 1.2769835398576925, -1.4839412371194216});
+  CHECK_THROWS_AS(sd::gumbel_softmax_gradient<double>(phi, gu, 0.0, g, out), invalid_argument);
+  CHECK_THROWS_AS(sd::gumbel_softmax_gradient<double>(phi, std::span<const double>(gu).subspan(1), 0.5, g, out),
+                  invalid_argument);
+}

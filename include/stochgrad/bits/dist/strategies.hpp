@@ -3,7 +3,7 @@
 /// @brief Gradient strategies for `grad_phi E_{z ~ q_phi}[f(z)]` (spec section 1.2, 2, 3.2):
 /// score function (with the library's baseline / normalizer policies), pathwise
 /// (reparameterisation), enumeration and measure-valued derivatives, each a function of explicit
-/// standard noise.
+/// standard noise; and the Gumbel-softmax relaxation of a categorical.
 ///
 /// Every function here returns the gradient of the OBJECTIVE `E[f]` (the formulas of the spec);
 /// the stepper's `dist::estimator` negates it once, at the boundary, into the loss gradient it
@@ -12,8 +12,10 @@
 /// Non-finite caller values (f, grad f) throw `nonfinite_error`; there is no silent skip.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <numbers>
 #include <span>
 #include <string>
@@ -337,6 +339,62 @@ void mvd_mean_gradient(std::type_identity_t<param_spans<T>> phi, std::span<const
     const double sigma = std::exp(static_cast<double>(phi[1][i]));
     out_mu[i] = static_cast<T>(acc / static_cast<double>(S) * detail::inv_sqrt_2pi / sigma);
   }
+}
+
+/// The Gumbel-softmax relaxation of a categorical over logits (Jang et al. 2017; Maddison et al.
+/// 2017), one sample: `gumbel_k = -log(-log u_k)`, `y = softmax((l + gumbel)/tau)` (a point of the
+/// simplex that stands for the one-hot sample).
+/// @param phi `{l}`
+/// @param u K Gumbel uniforms in (0, 1)
+/// @param tau temperature (finite, > 0)
+/// @param y output (K)
+/// @throws invalid_argument for bad logits or tau; size_mismatch for bad sizes
+template <real_scalar T>
+void gumbel_softmax_point(std::type_identity_t<param_spans<T>> phi, std::span<const T> u, double tau, std::span<double> y) {
+  const char* what = "dist::gumbel_softmax_point";
+  categorical_logits::validate(what, phi);
+  stochgrad::detail::require(tau > 0.0 && std::isfinite(tau), what, "tau", tau, "finite and > 0");
+  stochgrad::detail::require_same_size(what, "u", u.size(), "K", phi[0].size());
+  stochgrad::detail::require_same_size(what, "y", y.size(), "K", phi[0].size());
+  double m = -std::numeric_limits<double>::infinity();
+  for (std::size_t k = 0; k < y.size(); ++k) {
+    y[k] = (static_cast<double>(phi[0][k]) - std::log(-std::log(static_cast<double>(u[k])))) / tau;
+    m = std::max(m, y[k]);
+  }
+  double sum = 0.0;
+  for (double& v : y) sum += (v = std::exp(v - m));
+  for (double& v : y) v /= sum;
+}
+
+/// Gumbel-softmax gradient of `E[f(y)]` for a categorical over logits (biased: a relaxation):
+/// with `y_s` of gumbel_softmax_point and `g_s = grad_y f(y_s)`,
+///   `d/dl_j = (1/S) sum_s sum_k g_sk y_sk (delta_kj - y_sj) / tau = (1/S) sum_s y_sj (g_sj - g_s . y_s) / tau`
+/// (the softmax is shift-invariant, so `log softmax(l)` and `l` give the same y).
+/// @param phi `{l}`
+/// @param u S rows of K Gumbel uniforms
+/// @param tau temperature (finite, > 0)
+/// @param g S rows of K gradients at the relaxed points
+/// @param out the gradient `{d/dl}`
+/// @throws size_mismatch / invalid_argument for bad sizes, logits or tau; nonfinite_error for non-finite g
+template <real_scalar T>
+void gumbel_softmax_gradient(std::type_identity_t<param_spans<T>> phi, std::span<const T> u, double tau,
+                             std::span<const double> g, std::type_identity_t<grad_spans<T>> out) {
+  const char* what = "dist::gumbel_softmax_gradient";
+  categorical_logits::validate(what, phi);
+  const std::size_t K = phi[0].size();
+  const std::size_t S = detail::sample_count(what, u.size(), K);
+  stochgrad::detail::require(tau > 0.0 && std::isfinite(tau), what, "tau", tau, "finite and > 0");
+  stochgrad::detail::require_same_size(what, "g", g.size(), "samples x K", S * K);
+  detail::require_finite_values(what, "g", g);
+  detail::check_outputs<T>(what, phi, out);
+  std::vector<double> y(K), acc(K, 0.0);
+  for (std::size_t s = 0; s < S; ++s) {
+    gumbel_softmax_point<T>(phi, u.subspan(s * K, K), tau, y);
+    double gy = 0.0;
+    for (std::size_t k = 0; k < K; ++k) gy += g[s * K + k] * y[k];
+    for (std::size_t j = 0; j < K; ++j) acc[j] += y[j] * (g[s * K + j] - gy) / tau;
+  }
+  for (std::size_t j = 0; j < K; ++j) out[0][j] = static_cast<T>(acc[j] / static_cast<double>(S));
 }
 
 }  // namespace stochgrad::dist
