@@ -496,3 +496,32 @@ inline loss_aggregation loss_agg_mode(std::string_view name) {
 // =============================================================================================
 // END verl registry names
 // =============================================================================================
+
+// ---------------------------------------------------------------------------------------------
+// Distribution-parameter estimators (issue 16, bits/dist; spec shared/design/seeds/variational.md
+// section 1.2). Appended section: these aliases are not yet in the table of the file comment.
+// ---------------------------------------------------------------------------------------------
+#include "bits/dist/dist.hpp"
+
+namespace stochgrad {
+
+/// Mean-field Gaussian VI with pathwise (reparameterisation) ELBO gradients (ADEV
+/// `mv_normal_diag_reparam`): parameters `mu`, `rho`; `step(grad_log_p)`. (The spec's alias uses
+/// the plain expectation; with the `elbo` objective the entropy term's +1 per rho is the library's.)
+template <class T = double>
+using vi_pathwise = stepper<dist::estimator<dist::diag_gaussian, dist::pathwise, dist::elbo>, no_baseline, no_normalizer,
+                            optim::adam<>, T>;
+
+/// Mean-field Gaussian VI with score-function ELBO gradients, leave-one-out baseline over the S
+/// samples and ADEV's direct term (`direct_term`, default on): `step(log_p)`.
+template <class T = double>
+using vi_score = stepper<dist::estimator<dist::diag_gaussian, dist::score_function, dist::elbo>, leave_one_out,
+                         no_normalizer, optim::adam<>, T>;
+
+/// Gaussian mixture, component choice enumerated, components pathwise (ADEV `categorical_enum` x
+/// `normal_reparam`): parameters `l`, `mu`, `rho`; `step(f, grad_f)` at all K component samples.
+template <class T = double>
+using mix_exact = stepper<dist::estimator<dist::gaussian_mixture, dist::composed<dist::enumerate, dist::pathwise>>,
+                          no_baseline, no_normalizer, optim::adam<>, T>;
+
+}  // namespace stochgrad

@@ -24,3 +24,4 @@
 #include "bits/pg/pg.hpp"
 #include "bits/stepper/run.hpp"
 #include "presets.hpp"
+#include "bits/dist/dist.hpp"
