@@ -180,10 +180,29 @@ class mfac_window {
     }
   }
 
+  // sum_k G_jk x_k in double: SIMD partial sums over registers of T (widened exactly for float),
+  // then the lanes and the scalar tail, always in this order (serial: no executor dependence).
   double dot_row(std::size_t j, const T* x) const {
+    using BT = xsimd::batch<T>;
+    using BD = xsimd::batch<double>;
+    constexpr std::size_t W = BT::size;
     const T* r = G_.data() + j * d_;
-    double s = 0.0;
-    for (std::size_t k = 0; k < d_; ++k) s += static_cast<double>(r[k]) * static_cast<double>(x[k]);
+    BD a0(0.0), a1(0.0);
+    std::size_t k = 0;
+    for (; k + W <= d_; k += W) {
+      const BT u = BT::load_unaligned(r + k), v = BT::load_unaligned(x + k);
+      if constexpr (std::is_same_v<T, float>) {
+        BD ul, uh, vl, vh;
+        stochgrad::detail::widen(u, ul, uh);
+        stochgrad::detail::widen(v, vl, vh);
+        a0 = simd::madd(ul, vl, a0);
+        a1 = simd::madd(uh, vh, a1);
+      } else {
+        a0 = simd::madd(u, v, a0);
+      }
+    }
+    double s = simd::reduce_add(a0 + a1);
+    for (; k < d_; ++k) s = simd::madd(static_cast<double>(r[k]), static_cast<double>(x[k]), s);
     return s;
   }
 
@@ -228,10 +247,19 @@ class mfac_window {
     coefficients_into(gx, z_, c_);
     const std::vector<double>& c = c_;
     const double li = 1.0 / lambda_;
-    for (std::size_t k = 0; k < d_; ++k) {
-      double s = li * static_cast<double>(x[k]);
-      for (std::size_t j = 0; j < m_; ++j) s -= c[j] * static_cast<double>(G_[j * d_ + k]);
-      out[k] = static_cast<T>(s);
+    // Per element, in this order: li x_k, then - c_j G_jk for j = 0..m-1 (double). Blocks of
+    // elements keep the accumulators in L1 while the m rows stream past (the loops vectorise).
+    constexpr std::size_t BL = 512;
+    alignas(64) double acc[BL];
+    for (std::size_t k0 = 0; k0 < d_; k0 += BL) {
+      const std::size_t n = std::min(BL, d_ - k0);
+      for (std::size_t i = 0; i < n; ++i) acc[i] = li * static_cast<double>(x[k0 + i]);
+      for (std::size_t j = 0; j < m_; ++j) {
+        const double cj = c[j];
+        const T* g = G_.data() + j * d_ + k0;
+        for (std::size_t i = 0; i < n; ++i) acc[i] -= cj * static_cast<double>(g[i]);
+      }
+      for (std::size_t i = 0; i < n; ++i) out[k0 + i] = static_cast<T>(acc[i]);
     }
   }
 
