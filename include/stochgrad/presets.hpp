@@ -492,6 +492,16 @@ inline loss_aggregation loss_agg_mode(std::string_view name) {
 }
 
 }  // namespace verl
+
+/// CoPG, Contrastive Policy Gradient (Flet-Berliac et al., EMNLP 2024, arXiv 2406.19185; the
+/// k-sample loss of the Cohere Command A report; seed spec rl_zo.md §2): per prompt,
+/// `L = 1/(k-1) sum_{i<j} (R^beta_i - R^beta_j)^2` with `R^beta = R - beta (lp - lr)`, so
+/// `dL/dlp_i = -2 beta A^RLOO_i(R^beta)`; off-policy data, no ratio, no clip (`copg_loss`,
+/// pg/copg.hpp). beta 0.1 by default (`score_function<copg_loss>(copg_options{.beta = ...})`);
+/// `ref_logp` is required; NaN rewards drop their completion from its group.
+template <class T = float>
+using copg = stepper<score_function<copg_loss>, no_baseline, no_normalizer, optim::adam<>, T>;
+
 }  // namespace stochgrad
 // =============================================================================================
 // END verl registry names

@@ -225,6 +225,27 @@ concept surrogate_loss_policy = requires(const L& l, const token_batch<double, d
   { l.evaluate(bf, cf) } -> std::same_as<surrogate_result>;
 };
 
+/// A grouped surrogate loss (CoPG, bits/pg/copg.hpp): `l.evaluate(token_batch, group_layout, coef)`
+/// also needs the grouping of the completions by prompt; the estimator passes the step's layout.
+template <class L>
+concept grouped_surrogate_loss_policy =
+    requires(const L& l, const token_batch<double, double>& bd, const group_layout& g, std::span<double> cd,
+             const token_batch<float, float>& bf, std::span<float> cf) {
+      { l.evaluate(bd, g, cd) } -> std::same_as<surrogate_result>;
+      { l.evaluate(bf, g, cf) } -> std::same_as<surrogate_result>;
+    };
+
+/// Losses that declare `static constexpr bool unscorable_as_nan = true` receive NaN (not 0) as the
+/// "advantage" of a completion whose rewards are all NaN, so that they can drop it (CoPG).
+template <class L>
+consteval bool loss_wants_unscorable_nan() {
+  if constexpr (requires { L::unscorable_as_nan; }) {
+    return static_cast<bool>(L::unscorable_as_nan);
+  } else {
+    return false;
+  }
+}
+
 template <class L>
 constexpr const char* score_function_name() {
   if constexpr (requires { { L::estimator_name } -> std::convertible_to<const char*>; }) {
@@ -295,15 +316,17 @@ struct loss_options_of<L> {
 /// std::printf("loss %g, clipped %g\n", double(report.loss), double(report.diagnostics.clip_region_fraction));
 /// // also report.stats.zero_groups, report.diagnostics.*, ...
 /// @endcode
-/// @tparam Loss surrogate loss policy: `clipped_surrogate` (GRPO family, the default) or
-///         `rloo_loss` (TRL RLOO); any type with `evaluate(token_batch<T, M>, std::span<T>) ->
-///         surrogate_result` for float and double
+/// @tparam Loss surrogate loss policy: `clipped_surrogate` (GRPO family, the default),
+///         `rloo_loss` (TRL RLOO), `reinforce_loss` (GPG) or `copg_loss` (CoPG); any type with
+///         `evaluate(token_batch<T, M>, std::span<T>) -> surrogate_result` for float and double, or
+///         a grouped loss with `evaluate(token_batch<T, M>, const group_layout&, std::span<T>)`
 template <class Loss = clipped_surrogate>
 class score_function {
-  static_assert(detail::surrogate_loss_policy<Loss>,
+  static_assert(detail::surrogate_loss_policy<Loss> || detail::grouped_surrogate_loss_policy<Loss>,
                 "stochgrad::score_function: the Loss template argument must be a surrogate loss policy "
-                "(clipped_surrogate, rloo_loss, or a type with evaluate(token_batch<T, M>, std::span<T> coef) -> "
-                "surrogate_result for float and double)");
+                "(clipped_surrogate, rloo_loss, reinforce_loss, copg_loss, or a type with evaluate(token_batch<T, M>, "
+                "std::span<T> coef) -> surrogate_result, or evaluate(token_batch<T, M>, const group_layout&, "
+                "std::span<T> coef) -> surrogate_result, for float and double)");
 
  public:
   /// Identifies the estimator in saved state ("score_function", "score_function_rloo").
@@ -384,7 +407,7 @@ class score_function {
     check_call_types<S, Batch, F>();
     const call_plan pl = plan(s, b, g, pass::step, detail::pg_vjp_single<F, typename S::value_type>);
     phase_values<typename S::value_type> v = shape_phase(s, b, g, pl);
-    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, pl, v, vjp);
+    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, g, pl, v, vjp);
     commit_phase(s, pl, v, rep);
     return rep;
   }
@@ -410,7 +433,7 @@ class score_function {
     check_call_types<S, Batch, F>();
     const call_plan pl = plan(s, b, g, pass::estimate, detail::pg_vjp_single<F, typename S::value_type>);
     phase_values<typename S::value_type> v = shape_phase(s, b, g, pl);
-    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, pl, v, vjp);
+    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, g, pl, v, vjp);
     rep.generation = s.est_state().generations;
     rep.iteration = 0;
     return rep;
@@ -524,7 +547,8 @@ class score_function {
 
   // Phase 3: old log-probabilities, coefficients dLoss/dlogp, the gradient by the callback.
   template <class S, class Batch, class F>
-  pg_step_report<typename S::value_type> evaluate_phase(S& s, const Batch& b, const call_plan& pl,
+  pg_step_report<typename S::value_type> evaluate_phase(S& s, const Batch& b, const group_layout& g,
+                                                        const call_plan& pl,
                                                         const phase_values<typename S::value_type>& v, F& vjp) {
     using T = typename S::value_type;
     using M = typename Batch::mask_type;
@@ -541,7 +565,12 @@ class score_function {
     }
     const token_batch<T, M> tb{pl.samples, pl.length, b.logp, old, b.ref_logp, b.mask, v.adv};
     const std::span<T> coef(st.coef.data(), NL);
-    const surrogate_result sr = loss_.evaluate(tb, coef);
+    surrogate_result sr;
+    if constexpr (detail::grouped_surrogate_loss_policy<Loss>) {
+      sr = loss_.evaluate(tb, g, coef);
+    } else {
+      sr = loss_.evaluate(tb, coef);
+    }
     for (std::size_t t = 0; t < st.gradient.size(); ++t) {
       std::fill(st.gradient[t].begin(), st.gradient[t].end(), T(0));
       st.gradient_spans[t] = std::span<T>(st.gradient[t]);
@@ -635,6 +664,14 @@ class score_function {
                                   std::span<const double>(st.rewards.data(), N * K), g, a, st.multi);
     }
     for (std::size_t n = 0; n < N; ++n) out[n] = static_cast<T>(a[n]);
+    if constexpr (detail::loss_wants_unscorable_nan<Loss>()) {
+      // A completion with no valid reward keeps NaN (the loss drops it) instead of advantage 0.
+      for (std::size_t n = 0; n < N; ++n) {
+        bool any = false;
+        for (std::size_t k = 0; k < K; ++k) any = any || !std::isnan(st.rewards[n * K + k]);
+        if (!any) out[n] = std::numeric_limits<T>::quiet_NaN();
+      }
+    }
     return stats;
   }
 
