@@ -13,3 +13,4 @@
 #include "gpg.hpp"
 #include "opo.hpp"
 #include "copg.hpp"
+#include "macro_action.hpp"
