@@ -502,6 +502,26 @@ inline loss_aggregation loss_agg_mode(std::string_view name) {
 template <class T = float>
 using copg = stepper<score_function<copg_loss>, no_baseline, no_normalizer, optim::adam<>, T>;
 
+namespace paper {
+/// MA-RLHF's actor loss (ppo_trainer.py `actor_loss_fn`): token ratio clipped at 0.2 on both
+/// sides, token mean, no KL term (the KL is in the reward).
+struct ma_rlhf_actor_loss {
+  /// score_function with `macro_ppo_options()`.
+  static score_function<> make() { return score_function<>(macro_ppo_options()); }
+};
+}  // namespace paper
+
+/// MA-RLHF's actor (Chai et al. 2024, arXiv 2410.02743; ernie-research/MA-RLHF; seed spec
+/// rl_zo.md §1): PPO whose per-token advantages are those of the token's macro action. The
+/// advantages come from the caller's critic through `ma_rlhf_token_rewards`,
+/// `segment_macro_actions` and `macro_gae` (pg/macro_action.hpp) and are handed over as
+/// `pg_batch::advantages` (`[N x L]`), with `old_logp` from generation; the critic's loss is
+/// `clipped_value_loss`. The reference's Gemma-2B run uses lr 1.5e-5, weight decay 0.1 (AdamW),
+/// a linear schedule with 5 % warm-up.
+template <class T = float>
+using ma_rlhf = stepper<with_defaults<score_function<>, paper::ma_rlhf_actor_loss>, no_baseline, no_normalizer,
+                       optim::adam<>, T>;
+
 }  // namespace stochgrad
 // =============================================================================================
 // END verl registry names

@@ -82,8 +82,8 @@ double copg_loss_direct(double beta, const vd& R, const vd& lp, const vd& lr) {
 
 TEST_CASE("§2.6 CoPG example 1 (k = 2): sequence level", "[pg][copg][worked]") {
   vd grad(2), reg(2);
-  const copg_stats st = copg_sequence_loss<double>({.beta = 0.1}, ex1_R, ex1_lp, ex1_lr, group_layout::contiguous(1, 2),
-                                                   grad, reg);
+  const copg_stats st =
+      copg_sequence_loss<double>({.beta = 0.1}, ex1_R, ex1_lp, ex1_lr, group_layout::contiguous(1, 2), grad, reg);
   require_all_near(reg, {0.75, 0.18000000000000008});
   CHECK(near(st.loss, 0.32489999999999997));
   require_all_near(grad, {-0.11399999999999999, 0.11399999999999998});
@@ -110,7 +110,8 @@ TEST_CASE("§2.6 CoPG example 1 (k = 2): sequence level", "[pg][copg][worked]") 
 TEST_CASE("§2.6 CoPG example 1 (k = 2): per-token coefficients under the masks", "[pg][copg][worked]") {
   const token_batch<double, double> b{2, 4, ex1_logp, {}, ex1_ref, ex1_mask, ex1_R};
   vd coef(8, 7.0);
-  const surrogate_result res = copg_loss({.beta = 0.1}).evaluate(b, group_layout::contiguous(1, 2), std::span<double>(coef));
+  const surrogate_result res =
+      copg_loss({.beta = 0.1}).evaluate(b, group_layout::contiguous(1, 2), std::span<double>(coef));
   CHECK(near(res.loss, 0.32489999999999997));
   require_all_near(coef, {-0.114, -0.114, -0.114, 0, 0.114, 0.114, 0.114, 0.114});
   CHECK(coef[3] == 0.0);
@@ -132,8 +133,8 @@ TEST_CASE("§2.6 CoPG example 1 (k = 2): per-token coefficients under the masks"
 
 TEST_CASE("§2.6 CoPG example 2 (k = 4): R^beta, L, RLOO advantages, gradient", "[pg][copg][worked]") {
   vd grad(4), reg(4);
-  const copg_stats st = copg_sequence_loss<double>({.beta = 0.05}, ex2_R, ex2_lp, ex2_lr, group_layout::contiguous(1, 4),
-                                                   grad, reg);
+  const copg_stats st =
+      copg_sequence_loss<double>({.beta = 0.05}, ex2_R, ex2_lp, ex2_lr, group_layout::contiguous(1, 4), grad, reg);
   require_all_near(reg, {0.95, 0.025, 0.51, 0.30500000000000005});
   CHECK(near(st.loss, 0.6069666666666665));
   CHECK(near(copg_loss_direct(0.05, ex2_R, ex2_lp, ex2_lr), 0.6069666666666665));
@@ -147,7 +148,8 @@ TEST_CASE("§2.6 CoPG example 2 (k = 4): R^beta, L, RLOO advantages, gradient", 
   // The same through the token-level loss, one token per completion.
   const token_batch<double, double> b{4, 1, ex2_lp, {}, ex2_lr, {}, ex2_R};
   vd coef(4);
-  const surrogate_result res = copg_loss({.beta = 0.05}).evaluate(b, group_layout::contiguous(1, 4), std::span<double>(coef));
+  const surrogate_result res =
+      copg_loss({.beta = 0.05}).evaluate(b, group_layout::contiguous(1, 4), std::span<double>(coef));
   CHECK(near(res.loss, 0.6069666666666665));
   require_all_near(coef, grad);
 }
@@ -221,8 +223,8 @@ TEST_CASE("§7 CoPG: per group the gradients sum to 0 and equal -2 beta x RLOO a
     const group_layout g = group_layout::by_id(ids);
     const double beta = 0.05 + 0.5 * (u(rng) + 1.0);
     vd grad(N), reg(N), a(N);
-    const copg_stats st = copg_sequence_loss<double>({.beta = beta, .reduction = copg_reduction::sum}, R, lp, lr, g,
-                                                     grad, reg);
+    const copg_stats st =
+        copg_sequence_loss<double>({.beta = beta, .reduction = copg_reduction::sum}, R, lp, lr, g, grad, reg);
     advantages(leave_one_out{}, no_normalizer{}, std::span<const double>(reg), g, std::span<double>(a));
     double want_loss = 0.0;
     for (std::size_t k = 0; k < g.groups(); ++k) {
@@ -258,8 +260,8 @@ TEST_CASE("§7 CoPG: invariant to a constant added to a group's rewards or refer
   vd g0(5);
   const double L0 = copg_sequence_loss<double>({.beta = 0.2}, R, lp, lr, g, g0).loss;
   vd R2 = R, lr2 = lr;
-  for (const std::size_t n : {0, 2, 4}) R2[n] += 3.25;   // group 1's rewards
-  for (const std::size_t n : {1, 3}) lr2[n] -= 11.0;     // group 2's reference log-probs
+  for (const std::size_t n : {0, 2, 4}) R2[n] += 3.25;  // group 1's rewards
+  for (const std::size_t n : {1, 3}) lr2[n] -= 11.0;    // group 2's reference log-probs
   vd g1(5), g2(5);
   const double L1 = copg_sequence_loss<double>({.beta = 0.2}, R2, lp, lr, g, g1).loss;
   const double L2 = copg_sequence_loss<double>({.beta = 0.2}, R, lp, lr2, g, g2).loss;
@@ -384,14 +386,14 @@ TEST_CASE("§2.5 CoPG edge cases: equal R^beta, NaN rewards, groups with k < 2",
     vd grad(2);
     const copg_stats st = copg_sequence_loss<double>({.beta = 0.1}, R, lp, lr, group_layout::contiguous(1, 2), grad);
     CHECK(near(st.loss, 0.01));
-    CHECK(near(grad[0], 0.02));   // lp_0 - lr_0 = 0 > -1: pushed down
+    CHECK(near(grad[0], 0.02));  // lp_0 - lr_0 = 0 > -1: pushed down
     CHECK(near(grad[1], -0.02));
   }
   SECTION("a NaN reward drops its completion (k shrinks)") {
     const vd R{1.0, NAN, 0.5, 0.25};
     vd grad(4, 7.0), reg(4);
-    const copg_stats st = copg_sequence_loss<double>({.beta = 0.05}, R, ex2_lp, ex2_lr, group_layout::contiguous(1, 4),
-                                                     grad, reg);
+    const copg_stats st =
+        copg_sequence_loss<double>({.beta = 0.05}, R, ex2_lp, ex2_lr, group_layout::contiguous(1, 4), grad, reg);
     CHECK(st.dropped == 1);
     CHECK(grad[1] == 0.0);
     CHECK(std::isnan(reg[1]));
@@ -437,8 +439,7 @@ TEST_CASE("§2.5 CoPG edge cases: equal R^beta, NaN rewards, groups with k < 2",
 // The stepper
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("CoPG preset: example 2 through the stepper, NaN rewards, PPO iterations, save/load",
-          "[pg][copg][stepper]") {
+TEST_CASE("CoPG preset: example 2 through the stepper, NaN rewards, PPO iterations, save/load", "[pg][copg][stepper]") {
   auto vjp = [](std::span<const double> c, std::span<double> grad) {
     for (std::size_t i = 0; i < c.size(); ++i) grad[i % grad.size()] += c[i];
   };
@@ -469,7 +470,8 @@ TEST_CASE("CoPG preset: example 2 through the stepper, NaN rewards, PPO iteratio
     CHECK(rep.stats.nan_outcomes == 1);
     CHECK(rep.coefficients[1] == 0.0);
     vd g(4);
-    const copg_stats st = copg_sequence_loss<double>({.beta = 0.05}, R, ex2_lp, ex2_lr, group_layout::contiguous(1, 4), g);
+    const copg_stats st =
+        copg_sequence_loss<double>({.beta = 0.05}, R, ex2_lp, ex2_lr, group_layout::contiguous(1, 4), g);
     CHECK(near(rep.loss, st.loss));
     CHECK(near(rep.coefficients[0], g[0]));
     // Two reward functions: unscorable only when both are NaN.
@@ -477,9 +479,9 @@ TEST_CASE("CoPG preset: example 2 through the stepper, NaN rewards, PPO iteratio
     copg<double> s2(th2, optim::adam<>({.lr = 1e-3}), score_function<copg_loss>(copg_options{.beta = 0.05}));
     const vd RK{1.0, NAN, NAN, NAN, 0.5, 0.0, 0.25, NAN};
     const vd w{1.0, 1.0};
-    const auto r2 = s2.step(pg_batch<double>{.rewards = RK, .reward_weights = w, .length = 1, .logp = ex2_lp,
-                                             .ref_logp = ex2_lr},
-                            group_layout::contiguous(1, 4), vjp);
+    const auto r2 =
+        s2.step(pg_batch<double>{.rewards = RK, .reward_weights = w, .length = 1, .logp = ex2_lp, .ref_logp = ex2_lr},
+                group_layout::contiguous(1, 4), vjp);
     CHECK(!std::isnan(r2.advantages[0]));
     CHECK(std::isnan(r2.advantages[1]));
     CHECK(r2.coefficients[1] == 0.0);
@@ -498,7 +500,8 @@ TEST_CASE("CoPG preset: example 2 through the stepper, NaN rewards, PPO iteratio
                             group_layout::contiguous(1, 4), vjp);
     CHECK(rep.iteration == 1);
     vd g(4);
-    const copg_stats st = copg_sequence_loss<double>({.beta = 0.05}, ex2_R, lp2, ex2_lr, group_layout::contiguous(1, 4), g);
+    const copg_stats st =
+        copg_sequence_loss<double>({.beta = 0.05}, ex2_R, lp2, ex2_lr, group_layout::contiguous(1, 4), g);
     CHECK(near(rep.loss, st.loss));
     for (std::size_t n = 0; n < 4; ++n) CHECK(near(rep.coefficients[n], g[n]));
     // Resume from the saved state: the second iteration is reproduced.
@@ -606,9 +609,9 @@ TEST_CASE("CoPG: bad input throws, nothing written or changed", "[pg][copg][vali
     auto vjp = [](std::span<const double> c, std::span<double> grad) {
       for (std::size_t i = 0; i < c.size(); ++i) grad[i % grad.size()] += c[i];
     };
-    CHECK_THROWS_AS(s.step(pg_batch<double>{.rewards = ex2_R, .length = 1, .logp = ex2_lp}, group_layout::contiguous(1, 4),
-                           vjp),
-                    invalid_argument);
+    CHECK_THROWS_AS(
+        s.step(pg_batch<double>{.rewards = ex2_R, .length = 1, .logp = ex2_lp}, group_layout::contiguous(1, 4), vjp),
+        invalid_argument);
     const vd inf_r{1.0, INFINITY, 0.0, 0.0};
     CHECK_THROWS_AS(s.step(pg_batch<double>{.rewards = inf_r, .length = 1, .logp = ex2_lp, .ref_logp = ex2_lr},
                            group_layout::contiguous(1, 4), vjp),

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <random>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -141,8 +142,14 @@ TEST_CASE("§1.5 MA-RLHF example 1: fixed N = 3, n = 8, equal aggregation", "[pg
     for (std::size_t t = 0; t < 8; ++t) CHECK(p.ret[t] == p.mG[t < 3 ? 0 : t < 6 ? 1 : t - 4]);
   }
   // The spec's ratios are the inputs' (exp(logp - old)); tokens 0, 3, 5 are clipped (A > 0, rho > 1.2).
-  const vd rho{1.2214027581601699, 0.951229424500714, 0.6065306597126334, 1.2214027581601699,
-               0.9512294245007141, 1.3498588075760032, 1.0, 1.030454533953517};
+  const vd rho{1.2214027581601699,
+               0.951229424500714,
+               0.6065306597126334,
+               1.2214027581601699,
+               0.9512294245007141,
+               1.3498588075760032,
+               1.0,
+               1.030454533953517};
   for (std::size_t t = 0; t < 8; ++t) CHECK(near(std::exp(e1_logp[t] - e1_old[t]), rho[t], 1e-15));
 }
 
@@ -159,13 +166,14 @@ TEST_CASE("§1.5 / §1.4 MA-RLHF example 2: the empty macro action of a duplicat
     require_all_near(p.mG, {2.1831898958333325, 2.274410416666666, 2.3976249999999997, 2.4975});
     CHECK(near(p.L_pi, -2.0236283427124895));
     CHECK(near(p.L_V, 1.8846528668427465));
-    require_all_near(p.coef, {0, -0.27629000778774393, -0.17617028697726453, 0, -0.2660376372331956, 0,
-                              -0.28535714285714286});
+    require_all_near(p.coef,
+                     {0, -0.27629000778774393, -0.17617028697726453, 0, -0.2660376372331956, 0, -0.28535714285714286});
     // A_2 belongs to no token.
     for (const double a : p.adv) CHECK(a != p.mA[2]);
     // The same from caller-given starts {0, 3, 6} (n - 1 appended, as the parse rule does).
     const vs starts{0, 3, 6};
-    const pipeline q = run_row(explicit_boundaries{starts}, old, ref, logp, V, Vnew, 3.2, {}, {.reference_quirks = true});
+    const pipeline q =
+        run_row(explicit_boundaries{starts}, old, ref, logp, V, Vnew, 3.2, {}, {.reference_quirks = true});
     CHECK(boundaries_of(q.seg, 0) == vs{0, 3, 6, 6});
     CHECK(q.mA == p.mA);
     CHECK(q.L_pi == p.L_pi);
@@ -242,8 +250,8 @@ TEST_CASE("§7 MA-RLHF: fixed_ngram{1} is token-level GAE and token PPO; the ref
     if (n >= 2) {
       // The reference's fixed rule with N = 1 always appends n - 1 twice: an empty macro action
       // before the last token, so token n - 2 bootstraps from V = 0 ("ngram = 1 is PPO" fails).
-      const pipeline q = run_row(fixed_ngram{1}, old, ref, logp, V, Vnew, s, {.gamma = gamma, .lam = lam},
-                                 {.reference_quirks = true});
+      const pipeline q =
+          run_row(fixed_ngram{1}, old, ref, logp, V, Vnew, s, {.gamma = gamma, .lam = lam}, {.reference_quirks = true});
       CHECK(q.seg.macro_actions(0) == n + 1);
       CHECK(q.seg.sizes(0)[n - 1] == 0);
       CHECK(near(q.adv[n - 1], A[n - 1], 1e-12, 1e-14));
@@ -492,7 +500,8 @@ TEST_CASE("MA-RLHF: bad input throws, nothing written", "[pg][macro][validation]
     CHECK_THROWS_AS(segment_macro_actions(fixed_ngram{3}, 3, 4, std::span<const double>(mask), seg), size_mismatch);
     vd nan_mask = ones;
     nan_mask[2] = NAN;
-    CHECK_THROWS_AS(segment_macro_actions(fixed_ngram{3}, 1, 8, std::span<const double>(nan_mask), seg), nonfinite_error);
+    CHECK_THROWS_AS(segment_macro_actions(fixed_ngram{3}, 1, 8, std::span<const double>(nan_mask), seg),
+                    nonfinite_error);
     // Perplexities: size, non-finite among the valid tokens.
     const vd ppl_short(7, 1.0);
     CHECK_THROWS_AS(segment_macro_actions(perplexity_rise<double>{ppl_short}, 1, 8, std::span<const double>(ones), seg),
@@ -509,15 +518,15 @@ TEST_CASE("MA-RLHF: bad input throws, nothing written", "[pg][macro][validation]
     }
     const vs starts{0, 2, 0};
     const vs bad_offsets{0, 2};
-    CHECK_THROWS_AS(segment_macro_actions(explicit_boundaries{starts, bad_offsets}, 2, 4, std::span<const double>(ones),
-                                          seg),
-                    size_mismatch);
+    CHECK_THROWS_AS(
+        segment_macro_actions(explicit_boundaries{starts, bad_offsets}, 2, 4, std::span<const double>(ones), seg),
+        size_mismatch);
     CHECK_THROWS_AS(segment_macro_actions(explicit_boundaries{starts}, 2, 4, std::span<const double>(ones), seg),
                     size_mismatch);
     const vs wrong_end{0, 2, 2};
-    CHECK_THROWS_AS(segment_macro_actions(explicit_boundaries{starts, wrong_end}, 2, 4, std::span<const double>(ones),
-                                          seg),
-                    size_mismatch);
+    CHECK_THROWS_AS(
+        segment_macro_actions(explicit_boundaries{starts, wrong_end}, 2, 4, std::span<const double>(ones), seg),
+        size_mismatch);
     try {
       segment_macro_actions(explicit_boundaries{vs{0, 3, 3}}, 1, 8, std::span<const double>(ones), seg);
     } catch (const invalid_argument& e) {
@@ -539,7 +548,8 @@ TEST_CASE("MA-RLHF: bad input throws, nothing written", "[pg][macro][validation]
     bad_old[4] = INFINITY;
     CHECK_THROWS_AS((ma_rlhf_token_rewards<double, double>(bad_old, e1_ref, s, ones, 8, {}, out)), nonfinite_error);
     const vd zero_mask(8, 0.0);
-    CHECK_THROWS_AS((ma_rlhf_token_rewards<double, double>(e1_old, e1_ref, s, zero_mask, 8, {}, out)), invalid_argument);
+    CHECK_THROWS_AS((ma_rlhf_token_rewards<double, double>(e1_old, e1_ref, s, zero_mask, 8, {}, out)),
+                    invalid_argument);
     const vd two{1.0, 2.0};
     CHECK_THROWS_AS((ma_rlhf_token_rewards<double, double>(e1_old, e1_ref, two, ones, 8, {}, out)), size_mismatch);
     CHECK(all_equal(out, 7.0));
@@ -609,4 +619,91 @@ TEST_CASE("MA-RLHF in float32: example 1 to float tolerance", "[pg][macro][float
   const double L = clipped_surrogate(macro_ppo_options()).evaluate(tb, std::span<float>(coef)).loss;
   CHECK(near(L, -1.2864088584294682, 2e-6));
   CHECK(near(clipped_value_loss<float, float>(Vnew, V, ret, mask, 8, 0.2, grad).loss, 0.7677358993226095, 2e-6));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The actor as a stepper: per-token advantages in pg_batch
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("MA-RLHF preset: example 1's actor step from per-token advantages; PPO iterations; bad input",
+          "[pg][macro][stepper]") {
+  const pipeline p = run_row(fixed_ngram{3}, e1_old, e1_ref, e1_logp, e1_V, e1_Vnew, 1.7);
+  const vd mask(8, 1.0);
+  auto vjp = [](std::span<const double> c, std::span<double> grad) {
+    for (std::size_t i = 0; i < c.size(); ++i) grad[i % grad.size()] += c[i];
+  };
+  const group_layout g = group_layout::contiguous(1, 1);
+  SECTION("one step: the loss and coefficients of example 1") {
+    vd theta(2, 0.0);
+    ma_rlhf<double> s(theta, {.lr = 1e-3});
+    CHECK(s.estimator().loss().options().eps_high == 0.2);
+    CHECK(s.estimator().loss().options().aggregation == loss_aggregation::token_mean);
+    const auto rep = s.step(
+        pg_batch<double>{.length = 8, .logp = e1_logp, .old_logp = e1_old, .mask = mask, .advantages = p.adv}, g, vjp);
+    CHECK(near(rep.loss, -1.2864088584294682));
+    REQUIRE(rep.coefficients.size() == 8);
+    for (std::size_t t = 0; t < 8; ++t) CHECK(near(rep.coefficients[t], p.coef[t]));
+    REQUIRE(rep.advantages.size() == 8);
+    CHECK(rep.advantages[7] == p.adv[7]);
+    CHECK(std::isnan(rep.reward_mean));  // no rewards given
+    CHECK(rep.stats.samples == 1);
+    CHECK(rep.applied);
+    // With the rewards given too, they only feed reward_mean.
+    const vd r{0.25};
+    const auto rep2 = s.step(
+        pg_batch<double>{
+            .rewards = r, .length = 8, .logp = e1_logp, .old_logp = e1_old, .mask = mask, .advantages = p.adv},
+        g, vjp);
+    CHECK(rep2.reward_mean == 0.25);
+    CHECK(near(rep2.loss, -1.2864088584294682));
+  }
+  SECTION("PPO iterations reuse the stored per-token advantages (also across save/load)") {
+    vd theta(2, 0.0);
+    ma_rlhf<double> s(theta, optim::adam<>({.lr = 1e-3}), score_function<>(macro_ppo_options(), {.iterations = 2}));
+    s.step(pg_batch<double>{.length = 8, .logp = e1_old, .old_logp = e1_old, .mask = mask, .advantages = p.adv}, g,
+           vjp);
+    std::stringstream saved;
+    s.save(saved);
+    const vd other(8, 123.0);  // a later iteration's advantages are not read
+    const auto rep = s.step(pg_batch<double>{.length = 8, .logp = e1_logp, .mask = mask, .advantages = other}, g, vjp);
+    CHECK(rep.iteration == 1);
+    CHECK(near(rep.loss, -1.2864088584294682));  // stored old_logp = the first call's, stored advantages
+    vd th2(2, 0.0);
+    ma_rlhf<double> r(th2, optim::adam<>({.lr = 1e-3}), score_function<>(macro_ppo_options(), {.iterations = 2}));
+    r.load(saved);
+    const auto rep2 = r.step(pg_batch<double>{.length = 8, .logp = e1_logp, .mask = mask}, g, vjp);
+    CHECK(rep2.loss == rep.loss);
+  }
+  SECTION("bad input: nothing changes") {
+    vd theta(2, 0.5);
+    ma_rlhf<double> s(theta, {.lr = 1e-3});
+    const vd seven(7, 0.1);
+    CHECK_THROWS_AS(s.step(pg_batch<double>{.length = 8, .logp = e1_logp, .mask = mask, .advantages = seven}, g, vjp),
+                    size_mismatch);
+    const vd w{1.0};
+    const vd r{1.0};
+    CHECK_THROWS_AS(
+        s.step(
+            pg_batch<double>{
+                .rewards = r, .reward_weights = w, .length = 8, .logp = e1_logp, .mask = mask, .advantages = p.adv},
+            g, vjp),
+        invalid_argument);
+    const vd r2{1.0, 2.0};
+    CHECK_THROWS_AS(
+        s.step(pg_batch<double>{.rewards = r2, .length = 8, .logp = e1_logp, .mask = mask, .advantages = p.adv}, g,
+               vjp),
+        size_mismatch);
+    vd bad = p.adv;
+    bad[2] = NAN;
+    CHECK_THROWS_AS(s.step(pg_batch<double>{.length = 8, .logp = e1_logp, .mask = mask, .advantages = bad}, g, vjp),
+                    nonfinite_error);
+    CHECK(theta == vd{0.5, 0.5});
+    CHECK(s.steps() == 0);
+    // Per-sequence losses refuse per-token advantages.
+    vd th2(2, 0.5);
+    rloo<double> rl(th2, {.lr = 1e-3});
+    CHECK_THROWS_AS(rl.step(pg_batch<double>{.length = 8, .logp = e1_logp, .mask = mask, .advantages = p.adv}, g, vjp),
+                    size_mismatch);
+    CHECK(th2 == vd{0.5, 0.5});
+  }
 }

@@ -74,8 +74,8 @@ enum class copg_reduction {
 
 /// Options of CoPG (see the file comment; stochgrad's decisions, no official code).
 struct copg_options {
-  double beta = 0.1;        ///< KL-regularization strength; finite and > 0
-  double loss_scale = 1.0;  ///< positive factor in front of the loss; finite and > 0
+  double beta = 0.1;                                       ///< KL-regularization strength; finite and > 0
+  double loss_scale = 1.0;                                 ///< positive factor in front of the loss; finite and > 0
   copg_reduction reduction = copg_reduction::prompt_mean;  ///< group losses -> batch loss
 
   /// @throws invalid_argument naming the option, its value and the allowed range
@@ -87,11 +87,11 @@ struct copg_options {
 
 /// What one CoPG evaluation saw, at the sequence level.
 struct copg_stats {
-  double loss = 0.0;              ///< the batch loss L
-  std::size_t groups = 0;         ///< groups of the layout
-  std::size_t used_groups = 0;    ///< groups with at least two scorable completions
-  std::size_t skipped_groups = 0; ///< groups with fewer than two (they contribute 0)
-  std::size_t dropped = 0;        ///< completions with a NaN reward (left out of their group)
+  double loss = 0.0;               ///< the batch loss L
+  std::size_t groups = 0;          ///< groups of the layout
+  std::size_t used_groups = 0;     ///< groups with at least two scorable completions
+  std::size_t skipped_groups = 0;  ///< groups with fewer than two (they contribute 0)
+  std::size_t dropped = 0;         ///< completions with a NaN reward (left out of their group)
 };
 
 namespace detail {
@@ -178,8 +178,8 @@ copg_stats copg_sequence_loss(const copg_options& o, std::span<const T> rewards,
     if (!std::isfinite(lp[n])) detail::throw_nonfinite(what, "seq_logp", n, 0, lp[n]);
     if (!std::isfinite(lr[n])) detail::throw_nonfinite(what, "seq_ref_logp", n, 0, lr[n]);
   }
-  const copg_stats st = detail::copg_kernel(o, r.data(), lp.data(), lr.data(), g, gr.data(),
-                                            regularized.empty() ? nullptr : reg.data());
+  const copg_stats st =
+      detail::copg_kernel(o, r.data(), lp.data(), lr.data(), g, gr.data(), regularized.empty() ? nullptr : reg.data());
   for (std::size_t n = 0; n < N; ++n) grad[n] = static_cast<T>(gr[n]);
   for (std::size_t n = 0; n < regularized.size(); ++n) regularized[n] = static_cast<T>(reg[n]);
   return st;
@@ -236,8 +236,9 @@ class copg_loss {
   surrogate_result evaluate(const token_batch<T, Mask>& b, const group_layout& g, std::span<T> coef = {}) const {
     const char* what = "copg_loss";
     if (b.ref_logp.empty()) {
-      throw invalid_argument("copg_loss: ref_logp is empty; CoPG regularizes towards the reference policy and needs "
-                             "its token log-probabilities");
+      throw invalid_argument(
+          "copg_loss: ref_logp is empty; CoPG regularizes towards the reference policy and needs "
+          "its token log-probabilities");
     }
     token_batch<T, Mask> v = b;
     v.old_logp = {};
@@ -331,8 +332,10 @@ inline void check_pair_inputs(const char* what, double lp_w, double lp_l, double
   }
 }
 // log(1 + exp(x)) without overflow.
-inline double softplus(double x) noexcept { return x > 0.0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
-inline double sigmoid(double x) noexcept {
+inline double dpo_softplus(double x) noexcept {
+  return x > 0.0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
+inline double dpo_sigmoid(double x) noexcept {
   return x >= 0.0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x));
 }
 }  // namespace detail
@@ -356,8 +359,8 @@ inline pair_loss_value dpo_pair(double beta, double lp_w, double lp_l, double lr
   detail::require(beta > 0.0 && std::isfinite(beta), "dpo_pair", "beta", beta, "finite and > 0");
   detail::check_pair_inputs("dpo_pair", lp_w, lp_l, lr_w, lr_l);
   const double h = (lp_w - lr_w) - (lp_l - lr_l);
-  const double d = -beta * detail::sigmoid(-beta * h);
-  return {detail::softplus(-beta * h), d, -d};
+  const double d = -beta * detail::dpo_sigmoid(-beta * h);
+  return {detail::dpo_softplus(-beta * h), d, -d};
 }
 
 /// CoPG on one pair (k = 2, one group, loss_scale 1): `L = u^2`,
@@ -432,7 +435,8 @@ surrogate_result pair_token_loss(const char* what, const token_batch<T, Mask>& b
       }
     }
   }
-  if (res.diagnostics.active_tokens > 0.0) res.diagnostics.ratio_mean = res.diagnostics.ratio_min = res.diagnostics.ratio_max = 1.0;
+  if (res.diagnostics.active_tokens > 0.0)
+    res.diagnostics.ratio_mean = res.diagnostics.ratio_min = res.diagnostics.ratio_max = 1.0;
   return res;
 }
 
@@ -450,7 +454,8 @@ class ipo_pair_loss {
   ipo_pair_loss() = default;
   /// @throws invalid_argument unless tau (`strength`) is finite and > 0
   explicit ipo_pair_loss(pair_loss_options o) : o_(o) {
-    detail::require(o.strength > 0.0 && std::isfinite(o.strength), "ipo_pair_loss", "tau", o.strength, "finite and > 0");
+    detail::require(o.strength > 0.0 && std::isfinite(o.strength), "ipo_pair_loss", "tau", o.strength,
+                    "finite and > 0");
   }
   /// The options.
   const pair_loss_options& options() const noexcept { return o_; }
@@ -478,7 +483,8 @@ class dpo_pair_loss {
   dpo_pair_loss() = default;
   /// @throws invalid_argument unless beta (`strength`) is finite and > 0
   explicit dpo_pair_loss(pair_loss_options o) : o_(o) {
-    detail::require(o.strength > 0.0 && std::isfinite(o.strength), "dpo_pair_loss", "beta", o.strength, "finite and > 0");
+    detail::require(o.strength > 0.0 && std::isfinite(o.strength), "dpo_pair_loss", "beta", o.strength,
+                    "finite and > 0");
   }
   /// The options.
   const pair_loss_options& options() const noexcept { return o_; }
@@ -486,8 +492,9 @@ class dpo_pair_loss {
   template <real_scalar T, class Mask>
   surrogate_result evaluate(const token_batch<T, Mask>& b, std::span<T> coef = {}) const {
     const double beta = o_.strength;
-    return detail::pair_token_loss("dpo_pair_loss", b, coef,
-                                   [beta](double a, double c, double d, double e) { return dpo_pair(beta, a, c, d, e); });
+    return detail::pair_token_loss("dpo_pair_loss", b, coef, [beta](double a, double c, double d, double e) {
+      return dpo_pair(beta, a, c, d, e);
+    });
   }
 
  private:

@@ -172,7 +172,7 @@ class macro_segmentation {
 
 namespace detail {
 template <class M>
-inline bool active_at(std::span<const M> mask_row, std::size_t t) noexcept {
+inline bool macro_active_at(std::span<const M> mask_row, std::size_t t) noexcept {
   return mask_row.empty() || mask_row[t] != M(0);
 }
 }  // namespace detail
@@ -197,7 +197,7 @@ struct fixed_ngram {
     b.push_back(0);
     std::size_t c = 0;
     for (std::size_t i = 0; i + 1 < n; ++i) {
-      if (!detail::active_at(mask_row, i)) continue;
+      if (!detail::macro_active_at(mask_row, i)) continue;
       if (++c == ngram) {
         b.push_back(i + 1);
         c = 0;
@@ -230,7 +230,7 @@ struct ngram_schedule {
     b.push_back(0);
     std::size_t c = 0, j = 0;
     for (std::size_t i = 0; i + 1 < n && j < lengths.size(); ++i) {
-      if (!detail::active_at(mask_row, i)) continue;
+      if (!detail::macro_active_at(mask_row, i)) continue;
       if (++c == lengths[j]) {
         b.push_back(i + 1);
         c = 0;
@@ -283,7 +283,8 @@ struct perplexity_rise {
   }
   /// Appends row `row`'s raw boundary list.
   template <class M>
-  void append(std::size_t row, std::size_t length, std::span<const M>, std::size_t n, std::vector<std::size_t>& b) const {
+  void append(std::size_t row, std::size_t length, std::span<const M>, std::size_t n,
+              std::vector<std::size_t>& b) const {
     const T* p = ppl.data() + row * length;
     const std::size_t first = b.size();
     for (std::size_t i = 0; i + 1 < n; ++i) {
@@ -315,7 +316,8 @@ struct explicit_boundaries {
     detail::require(offsets[0] == 0, what, "explicit_boundaries::offsets[0]", static_cast<double>(offsets[0]), "0");
     for (std::size_t n = 0; n < B; ++n) {
       if (offsets[n + 1] < offsets[n]) {
-        throw invalid_argument(std::string(what) + ": explicit_boundaries::offsets decrease at row " + std::to_string(n));
+        throw invalid_argument(std::string(what) + ": explicit_boundaries::offsets decrease at row " +
+                               std::to_string(n));
       }
     }
     detail::require_same_size(what, "explicit_boundaries::offsets[B]", offsets[B], "starts", starts.size());
@@ -337,8 +339,9 @@ struct explicit_boundaries {
     for (std::size_t k = 0; k < s.size(); ++k) {
       if (k > 0 && s[k] <= s[k - 1]) {
         throw invalid_argument(std::string(what) + ": explicit_boundaries: row " + std::to_string(row) + " start " +
-                               std::to_string(k) + " = " + std::to_string(s[k]) + " does not exceed the previous one (" +
-                               std::to_string(s[k - 1]) + "): an empty macro action");
+                               std::to_string(k) + " = " + std::to_string(s[k]) +
+                               " does not exceed the previous one (" + std::to_string(s[k - 1]) +
+                               "): an empty macro action");
       }
       if (s[k] >= n) {
         throw invalid_argument(std::string(what) + ": explicit_boundaries: row " + std::to_string(row) + " start " +
@@ -384,9 +387,7 @@ void segment_macro_actions(const P& rule, std::size_t sequences, std::size_t len
   detail::check_mask_finite(what, mask, length);
   const P& r = rule;
   r.validate(what, sequences, length);
-  auto row_mask = [&](std::size_t n) {
-    return mask.empty() ? std::span<const M>() : mask.subspan(n * length, length);
-  };
+  auto row_mask = [&](std::size_t n) { return mask.empty() ? std::span<const M>() : mask.subspan(n * length, length); };
   auto valid_length = [&](std::size_t n) {
     const std::span<const M> m = row_mask(n);
     if (m.empty()) return length;
@@ -525,8 +526,8 @@ enum class macro_aggregation {
 
 /// Options of `macro_gae` (main.py defaults).
 struct macro_gae_options {
-  double gamma = 1.0;  ///< discount in [0, 1]
-  double lam = 0.95;   ///< GAE lambda in [0, 1]
+  double gamma = 1.0;                                       ///< discount in [0, 1]
+  double lam = 0.95;                                        ///< GAE lambda in [0, 1]
   macro_aggregation aggregation = macro_aggregation::mean;  ///< token -> macro aggregation
 };
 
@@ -546,13 +547,13 @@ template <class T, class M>
 double macro_aggregate(macro_aggregation a, const T* x, std::span<const M> mask_row, std::size_t first,
                        std::size_t end) {
   std::size_t cnt = 0;
-  for (std::size_t t = first; t < end; ++t) cnt += active_at(mask_row, t) ? 1 : 0;
+  for (std::size_t t = first; t < end; ++t) cnt += macro_active_at(mask_row, t) ? 1 : 0;
   if (cnt == 0) return 0.0;
   switch (a) {
     case macro_aggregation::mean: {
       double s = 0.0;
       for (std::size_t t = first; t < end; ++t) {
-        if (active_at(mask_row, t)) s += static_cast<double>(x[t]);
+        if (macro_active_at(mask_row, t)) s += static_cast<double>(x[t]);
       }
       return s / static_cast<double>(cnt);
     }
@@ -562,7 +563,7 @@ double macro_aggregate(macro_aggregation a, const T* x, std::span<const M> mask_
       double s = 0.0;
       std::size_t j = 0;
       for (std::size_t t = first; t < end; ++t) {
-        if (!active_at(mask_row, t)) continue;
+        if (!macro_active_at(mask_row, t)) continue;
         s += (1.0 / static_cast<double>(j + 1)) / h * static_cast<double>(x[t]);
         ++j;
       }
@@ -571,7 +572,7 @@ double macro_aggregate(macro_aggregation a, const T* x, std::span<const M> mask_
     case macro_aggregation::last:
     default:
       for (std::size_t t = end; t-- > first;) {
-        if (active_at(mask_row, t)) return static_cast<double>(x[t]);
+        if (macro_active_at(mask_row, t)) return static_cast<double>(x[t]);
       }
       return 0.0;
   }
@@ -608,7 +609,8 @@ void macro_gae(std::span<const T> token_rewards, std::span<const T> values, std:
   detail::require_same_size(what, "token_rewards", token_rewards.size(), "segmentation sequences x length", NL);
   detail::require_same_size(what, "values", values.size(), "segmentation sequences x length", NL);
   detail::require_same_size(what, "advantages", advantages.size(), "segmentation sequences x length", NL);
-  if (!returns.empty()) detail::require_same_size(what, "returns", returns.size(), "segmentation sequences x length", NL);
+  if (!returns.empty())
+    detail::require_same_size(what, "returns", returns.size(), "segmentation sequences x length", NL);
   if (!mask.empty()) detail::require_same_size(what, "mask", mask.size(), "segmentation sequences x length", NL);
   detail::check_mask_finite(what, mask, L);
   const std::size_t K = seg.total();
@@ -630,7 +632,7 @@ void macro_gae(std::span<const T> token_rewards, std::span<const T> values, std:
                              " in the segmentation (built from another mask?)");
     }
     for (std::size_t t = 0; t < v; ++t) {
-      if (!detail::active_at(m, t)) continue;
+      if (!detail::macro_active_at(m, t)) continue;
       const double r = static_cast<double>(token_rewards[n * L + t]), x = static_cast<double>(values[n * L + t]);
       if (!std::isfinite(r)) detail::throw_nonfinite(what, "token_rewards", n, t, r);
       if (!std::isfinite(x)) detail::throw_nonfinite(what, "values", n, t, x);

@@ -9,7 +9,8 @@
 ///  1. rewards -> advantages with the stepper's baseline and normalizer policies,
 ///     `A = normalizer(baseline(r))` (NaN rewards are unscorable: advantage 0); with K reward
 ///     functions and weights, combined as `reward_aggregation` says (TRL sum-then-normalize, GDPO
-///     normalize-then-sum, BNPO decomposition; bits/outcome/multi_reward.hpp);
+///     normalize-then-sum, BNPO decomposition; bits/outcome/multi_reward.hpp); or the batch's
+///     own `advantages`, per sequence or per token (a critic's GAE, MA-RLHF's macro GAE);
 ///  2. per-token coefficients `c_nt = dLoss/dlogp_nt` of the surrogate loss (`clipped_surrogate`:
 ///     PPO clip, KL, GRPO/DAPO/Dr. GRPO aggregations, TRL `_compute_loss`; `rloo_loss`: TRL's
 ///     RLOO loss) at the current log-probabilities;
@@ -98,6 +99,13 @@ struct pg_batch {
   std::span<const T> old_logp{};  ///< log pi_old(token) of the sampling policy `[N x L]`; empty = on-policy / stored
   std::span<const T> ref_logp{};  ///< log pi_ref(token) `[N x L]`; required when the loss has a KL term
   std::span<const M> mask{};      ///< completion mask `[N x L]`; empty = every token counts
+  /// Advantages computed by the caller, per sequence `[N]` or per token `[N x L]` (e.g. from a
+  /// critic: `macro_gae` of bits/pg/macro_action.hpp, `reinforce_pp_advantages`); empty = from the
+  /// rewards with the stepper's baseline and normalizer. When given, the baseline and normalizer
+  /// are not used, `reward_weights` must be empty and `rewards` may be empty (else `[N]`, read only
+  /// for the report's reward_mean); like the rewards, they are read on the first PPO iteration of
+  /// a generation batch only.
+  std::span<const T> advantages{};
 };
 
 /// Options of the score-function estimator (the loss has its own).
@@ -128,7 +136,7 @@ struct pg_step_report {
   surrogate_diagnostics diagnostics;  ///< clip fractions, KL, ratio statistics
   advantage_stats stats;         ///< of the generation batch's advantages (constant / zero groups, NaN rewards)
   double reward_mean = 0.0;      ///< NaN-aware mean of the (weighted, combined) rewards of the generation batch
-  std::span<const T> advantages;    ///< `[N]` advantages used
+  std::span<const T> advantages;    ///< `[N]` advantages used (`[N x L]` when the batch gave per-token ones)
   std::span<const T> coefficients;  ///< `[N x L]` dLoss/dlogp handed to the callback
   std::span<const std::span<const T>> gradient;  ///< the accumulated gradient, one span per tensor
   bool applied = false;          ///< the optimizer applied the update (false for `estimate` or a skip)
@@ -147,7 +155,7 @@ struct score_function_state {
   bool stored_old = false;        ///< old_logp holds the batch's old log-probabilities
   double reward_mean = 0.0;       ///< of the generation batch in progress
   advantage_stats stats;          ///< of the generation batch in progress
-  std::vector<T> advantages;      ///< `[N]` of the generation batch in progress
+  std::vector<T> advantages;      ///< `[N]` (or `[N x L]`, given per token) of the generation batch in progress
   std::vector<T> old_logp;        ///< `[N x L]` when stored_old
   // Scratch (sized at init or on first use, grown only; not saved).
   std::vector<std::vector<T>> gradient;          ///< one buffer per parameter tensor
@@ -184,7 +192,8 @@ struct score_function_state {
       ar.field("pg.advantages", advantages);
       ar.field("pg.old_logp", old_logp);
       if (iteration != 0) {
-        const bool ok = advantages.size() == samples && old_logp.size() == (stored_old ? samples * length : 0);
+        const bool ok = (advantages.size() == samples || advantages.size() == samples * length) &&
+                        old_logp.size() == (stored_old ? samples * length : 0);
         if (!ok) throw state_error("load: the stored advantages / old log-probabilities do not match pg.samples x pg.length");
       }
     } else {
@@ -497,6 +506,18 @@ class score_function {
       detail::require_same_size(what, "mask", b.mask.size(), "samples x length", pl.tokens);
       detail::check_mask_finite(what, b.mask, pl.length);
     }
+    if (!b.advantages.empty()) {
+      if (b.advantages.size() != pl.samples && b.advantages.size() != pl.tokens) {
+        throw size_mismatch(std::string(what) + ": advantages has " + std::to_string(b.advantages.size()) +
+                            " elements; expected samples = " + std::to_string(pl.samples) +
+                            " (per sequence) or samples x length = " + std::to_string(pl.tokens) + " (per token)");
+      }
+      if (!b.reward_weights.empty()) {
+        throw invalid_argument(std::string(what) + ": the batch gives both advantages and reward_weights; with "
+                               "precomputed advantages the rewards are not combined (leave reward_weights empty)");
+      }
+      if (!b.rewards.empty()) detail::require_same_size(what, "rewards", b.rewards.size(), "layout samples", pl.samples);
+    }
     if (single_span_callback && p.tensors() != 1) {
       throw invalid_argument(std::string(what) + ": the callback takes one gradient span but the parameters have " +
                              std::to_string(p.tensors()) +
@@ -534,15 +555,49 @@ class score_function {
     phase_values<T> v;
     if (pl.fresh) {
       std::vector<T>& out = pl.estimate_only ? st.estimate_adv : st.advantages;
+      if (!b.advantages.empty()) {
+        out.resize(b.advantages.size());  // within capacity after the first batch of this size
+        std::copy(b.advantages.begin(), b.advantages.end(), out.begin());
+        v.stats = given_stats(b, g, pl, v.reward_mean);
+        v.adv = std::span<const T>(out.data(), out.size());
+        return v;
+      }
       out.resize(N);  // within capacity after the first batch of this size
       v.stats = shape(s, b.rewards, b.reward_weights, g, std::span<T>(out.data(), N), v.reward_mean);
       v.adv = std::span<const T>(out.data(), N);
     } else {
       v.stats = st.stats;
       v.reward_mean = st.reward_mean;
-      v.adv = std::span<const T>(st.advantages.data(), N);
+      v.adv = std::span<const T>(st.advantages.data(), st.advantages.size() == pl.tokens ? pl.tokens : N);
     }
     return v;
+  }
+
+  // Statistics of caller-given advantages: samples, groups, and the groups whose advantages are
+  // all exactly 0; reward_mean from the rewards if given (NaN-aware), else NaN.
+  template <class Batch>
+  static advantage_stats given_stats(const Batch& b, const group_layout& g, const call_plan& pl, double& reward_mean) {
+    advantage_stats st;
+    st.samples = pl.samples;
+    st.groups = g.groups();
+    const std::size_t per = b.advantages.size() == pl.samples ? 1 : pl.length;
+    for (std::size_t k = 0; k < g.groups(); ++k) {
+      bool zero = true;
+      g.for_each_member(k, [&](std::size_t n) {
+        for (std::size_t t = 0; t < per; ++t) zero = zero && b.advantages[n * per + t] == 0;
+      });
+      st.zero_groups += zero ? 1 : 0;
+    }
+    double sum = 0.0;
+    std::size_t count = 0;
+    for (const auto r : b.rewards) {
+      const double v = static_cast<double>(r);
+      if (std::isnan(v)) continue;
+      sum += v;
+      ++count;
+    }
+    reward_mean = count == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / static_cast<double>(count);
+    return st;
   }
 
   // Phase 3: old log-probabilities, coefficients dLoss/dlogp, the gradient by the callback.
