@@ -492,6 +492,36 @@ inline loss_aggregation loss_agg_mode(std::string_view name) {
 }
 
 }  // namespace verl
+
+/// CoPG, Contrastive Policy Gradient (Flet-Berliac et al., EMNLP 2024, arXiv 2406.19185; the
+/// k-sample loss of the Cohere Command A report; seed spec rl_zo.md §2): per prompt,
+/// `L = 1/(k-1) sum_{i<j} (R^beta_i - R^beta_j)^2` with `R^beta = R - beta (lp - lr)`, so
+/// `dL/dlp_i = -2 beta A^RLOO_i(R^beta)`; off-policy data, no ratio, no clip (`copg_loss`,
+/// pg/copg.hpp). beta 0.1 by default (`score_function<copg_loss>(copg_options{.beta = ...})`);
+/// `ref_logp` is required; NaN rewards drop their completion from its group.
+template <class T = float>
+using copg = stepper<score_function<copg_loss>, no_baseline, no_normalizer, optim::adam<>, T>;
+
+namespace paper {
+/// MA-RLHF's actor loss (ppo_trainer.py `actor_loss_fn`): token ratio clipped at 0.2 on both
+/// sides, token mean, no KL term (the KL is in the reward).
+struct ma_rlhf_actor_loss {
+  /// score_function with `macro_ppo_options()`.
+  static score_function<> make() { return score_function<>(macro_ppo_options()); }
+};
+}  // namespace paper
+
+/// MA-RLHF's actor (Chai et al. 2024, arXiv 2410.02743; ernie-research/MA-RLHF; seed spec
+/// rl_zo.md §1): PPO whose per-token advantages are those of the token's macro action. The
+/// advantages come from the caller's critic through `ma_rlhf_token_rewards`,
+/// `segment_macro_actions` and `macro_gae` (pg/macro_action.hpp) and are handed over as
+/// `pg_batch::advantages` (`[N x L]`), with `old_logp` from generation; the critic's loss is
+/// `clipped_value_loss`. The reference's Gemma-2B run uses lr 1.5e-5, weight decay 0.1 (AdamW),
+/// a linear schedule with 5 % warm-up.
+template <class T = float>
+using ma_rlhf = stepper<with_defaults<score_function<>, paper::ma_rlhf_actor_loss>, no_baseline, no_normalizer,
+                       optim::adam<>, T>;
+
 }  // namespace stochgrad
 // =============================================================================================
 // END verl registry names

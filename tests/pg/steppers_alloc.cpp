@@ -62,6 +62,34 @@ TEST_CASE("policy-gradient steps do not allocate once sized", "[pg][stepper][all
     rloo<double> s(parameters<double>(std::span<double>(theta)), optim::adam<>{});
     check_steps(s, theta, ro, small, 1);
   }
+  SECTION("copg (reference log-probs) and ma_rlhf (per-token advantages)") {
+    std::vector<double> theta = theta0;
+    copg<double> c(parameters<double>(std::span<double>(theta)), optim::adam<>{});
+    ma_rlhf<double> m(parameters<double>(std::span<double>(theta)), optim::adam<>{},
+                      score_function<>(macro_ppo_options(), {.iterations = 2}));
+    const std::vector<double> ref(ro.S * ro.L, -2.302585092994046);
+    std::vector<double> adv(ro.S * ro.L);
+    for (std::uint32_t k = 0; k < 4; ++k) {
+      ro.draw(theta, 8, k);
+      pg_batch<double> b = ro.batch();
+      b.ref_logp = ref;
+      const std::size_t a = allocations_of([&] { c.step(b, ro.layout, ro.vjp(theta)); });
+      for (std::size_t i = 0; i < adv.size(); ++i) adv[i] = ro.rewards[i / ro.L] - 0.25 * static_cast<double>(i % ro.L);
+      pg_batch<double> bm = ro.batch();
+      bm.advantages = adv;
+      const std::size_t a2 = allocations_of([&] {
+        m.step(bm, ro.layout, ro.vjp(theta));
+        m.step(bm, ro.layout, ro.vjp(theta));  // the second PPO iteration
+      });
+      if (k == 0) {
+        CHECK(a > 0);
+        CHECK(a2 > 0);
+      } else {
+        CHECK(a == 0);
+        CHECK(a2 == 0);
+      }
+    }
+  }
   SECTION("several reward functions, id layout") {
     std::vector<double> theta = theta0;
     bnpo<double> s(parameters<double>(std::span<double>(theta)), optim::adam<>{},

@@ -9,7 +9,8 @@
 ///  1. rewards -> advantages with the stepper's baseline and normalizer policies,
 ///     `A = normalizer(baseline(r))` (NaN rewards are unscorable: advantage 0); with K reward
 ///     functions and weights, combined as `reward_aggregation` says (TRL sum-then-normalize, GDPO
-///     normalize-then-sum, BNPO decomposition; bits/outcome/multi_reward.hpp);
+///     normalize-then-sum, BNPO decomposition; bits/outcome/multi_reward.hpp); or the batch's
+///     own `advantages`, per sequence or per token (a critic's GAE, MA-RLHF's macro GAE);
 ///  2. per-token coefficients `c_nt = dLoss/dlogp_nt` of the surrogate loss (`clipped_surrogate`:
 ///     PPO clip, KL, GRPO/DAPO/Dr. GRPO aggregations, TRL `_compute_loss`; `rloo_loss`: TRL's
 ///     RLOO loss) at the current log-probabilities;
@@ -98,6 +99,13 @@ struct pg_batch {
   std::span<const T> old_logp{};  ///< log pi_old(token) of the sampling policy `[N x L]`; empty = on-policy / stored
   std::span<const T> ref_logp{};  ///< log pi_ref(token) `[N x L]`; required when the loss has a KL term
   std::span<const M> mask{};      ///< completion mask `[N x L]`; empty = every token counts
+  /// Advantages computed by the caller, per sequence `[N]` or per token `[N x L]` (e.g. from a
+  /// critic: `macro_gae` of bits/pg/macro_action.hpp, `reinforce_pp_advantages`); empty = from the
+  /// rewards with the stepper's baseline and normalizer. When given, the baseline and normalizer
+  /// are not used, `reward_weights` must be empty and `rewards` may be empty (else `[N]`, read only
+  /// for the report's reward_mean); like the rewards, they are read on the first PPO iteration of
+  /// a generation batch only.
+  std::span<const T> advantages{};
 };
 
 /// Options of the score-function estimator (the loss has its own).
@@ -128,7 +136,7 @@ struct pg_step_report {
   surrogate_diagnostics diagnostics;  ///< clip fractions, KL, ratio statistics
   advantage_stats stats;         ///< of the generation batch's advantages (constant / zero groups, NaN rewards)
   double reward_mean = 0.0;      ///< NaN-aware mean of the (weighted, combined) rewards of the generation batch
-  std::span<const T> advantages;    ///< `[N]` advantages used
+  std::span<const T> advantages;    ///< `[N]` advantages used (`[N x L]` when the batch gave per-token ones)
   std::span<const T> coefficients;  ///< `[N x L]` dLoss/dlogp handed to the callback
   std::span<const std::span<const T>> gradient;  ///< the accumulated gradient, one span per tensor
   bool applied = false;          ///< the optimizer applied the update (false for `estimate` or a skip)
@@ -147,7 +155,7 @@ struct score_function_state {
   bool stored_old = false;        ///< old_logp holds the batch's old log-probabilities
   double reward_mean = 0.0;       ///< of the generation batch in progress
   advantage_stats stats;          ///< of the generation batch in progress
-  std::vector<T> advantages;      ///< `[N]` of the generation batch in progress
+  std::vector<T> advantages;      ///< `[N]` (or `[N x L]`, given per token) of the generation batch in progress
   std::vector<T> old_logp;        ///< `[N x L]` when stored_old
   // Scratch (sized at init or on first use, grown only; not saved).
   std::vector<std::vector<T>> gradient;          ///< one buffer per parameter tensor
@@ -184,7 +192,8 @@ struct score_function_state {
       ar.field("pg.advantages", advantages);
       ar.field("pg.old_logp", old_logp);
       if (iteration != 0) {
-        const bool ok = advantages.size() == samples && old_logp.size() == (stored_old ? samples * length : 0);
+        const bool ok = (advantages.size() == samples || advantages.size() == samples * length) &&
+                        old_logp.size() == (stored_old ? samples * length : 0);
         if (!ok) throw state_error("load: the stored advantages / old log-probabilities do not match pg.samples x pg.length");
       }
     } else {
@@ -224,6 +233,27 @@ concept surrogate_loss_policy = requires(const L& l, const token_batch<double, d
   { l.evaluate(bd, cd) } -> std::same_as<surrogate_result>;
   { l.evaluate(bf, cf) } -> std::same_as<surrogate_result>;
 };
+
+/// A grouped surrogate loss (CoPG, bits/pg/copg.hpp): `l.evaluate(token_batch, group_layout, coef)`
+/// also needs the grouping of the completions by prompt; the estimator passes the step's layout.
+template <class L>
+concept grouped_surrogate_loss_policy =
+    requires(const L& l, const token_batch<double, double>& bd, const group_layout& g, std::span<double> cd,
+             const token_batch<float, float>& bf, std::span<float> cf) {
+      { l.evaluate(bd, g, cd) } -> std::same_as<surrogate_result>;
+      { l.evaluate(bf, g, cf) } -> std::same_as<surrogate_result>;
+    };
+
+/// Losses that declare `static constexpr bool unscorable_as_nan = true` receive NaN (not 0) as the
+/// "advantage" of a completion whose rewards are all NaN, so that they can drop it (CoPG).
+template <class L>
+consteval bool loss_wants_unscorable_nan() {
+  if constexpr (requires { L::unscorable_as_nan; }) {
+    return static_cast<bool>(L::unscorable_as_nan);
+  } else {
+    return false;
+  }
+}
 
 template <class L>
 constexpr const char* score_function_name() {
@@ -295,15 +325,17 @@ struct loss_options_of<L> {
 /// std::printf("loss %g, clipped %g\n", double(report.loss), double(report.diagnostics.clip_region_fraction));
 /// // also report.stats.zero_groups, report.diagnostics.*, ...
 /// @endcode
-/// @tparam Loss surrogate loss policy: `clipped_surrogate` (GRPO family, the default) or
-///         `rloo_loss` (TRL RLOO); any type with `evaluate(token_batch<T, M>, std::span<T>) ->
-///         surrogate_result` for float and double
+/// @tparam Loss surrogate loss policy: `clipped_surrogate` (GRPO family, the default),
+///         `rloo_loss` (TRL RLOO), `reinforce_loss` (GPG) or `copg_loss` (CoPG); any type with
+///         `evaluate(token_batch<T, M>, std::span<T>) -> surrogate_result` for float and double, or
+///         a grouped loss with `evaluate(token_batch<T, M>, const group_layout&, std::span<T>)`
 template <class Loss = clipped_surrogate>
 class score_function {
-  static_assert(detail::surrogate_loss_policy<Loss>,
+  static_assert(detail::surrogate_loss_policy<Loss> || detail::grouped_surrogate_loss_policy<Loss>,
                 "stochgrad::score_function: the Loss template argument must be a surrogate loss policy "
-                "(clipped_surrogate, rloo_loss, or a type with evaluate(token_batch<T, M>, std::span<T> coef) -> "
-                "surrogate_result for float and double)");
+                "(clipped_surrogate, rloo_loss, reinforce_loss, copg_loss, or a type with evaluate(token_batch<T, M>, "
+                "std::span<T> coef) -> surrogate_result, or evaluate(token_batch<T, M>, const group_layout&, "
+                "std::span<T> coef) -> surrogate_result, for float and double)");
 
  public:
   /// Identifies the estimator in saved state ("score_function", "score_function_rloo").
@@ -384,7 +416,7 @@ class score_function {
     check_call_types<S, Batch, F>();
     const call_plan pl = plan(s, b, g, pass::step, detail::pg_vjp_single<F, typename S::value_type>);
     phase_values<typename S::value_type> v = shape_phase(s, b, g, pl);
-    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, pl, v, vjp);
+    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, g, pl, v, vjp);
     commit_phase(s, pl, v, rep);
     return rep;
   }
@@ -410,7 +442,7 @@ class score_function {
     check_call_types<S, Batch, F>();
     const call_plan pl = plan(s, b, g, pass::estimate, detail::pg_vjp_single<F, typename S::value_type>);
     phase_values<typename S::value_type> v = shape_phase(s, b, g, pl);
-    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, pl, v, vjp);
+    pg_step_report<typename S::value_type> rep = evaluate_phase(s, b, g, pl, v, vjp);
     rep.generation = s.est_state().generations;
     rep.iteration = 0;
     return rep;
@@ -474,6 +506,18 @@ class score_function {
       detail::require_same_size(what, "mask", b.mask.size(), "samples x length", pl.tokens);
       detail::check_mask_finite(what, b.mask, pl.length);
     }
+    if (!b.advantages.empty()) {
+      if (b.advantages.size() != pl.samples && b.advantages.size() != pl.tokens) {
+        throw size_mismatch(std::string(what) + ": advantages has " + std::to_string(b.advantages.size()) +
+                            " elements; expected samples = " + std::to_string(pl.samples) +
+                            " (per sequence) or samples x length = " + std::to_string(pl.tokens) + " (per token)");
+      }
+      if (!b.reward_weights.empty()) {
+        throw invalid_argument(std::string(what) + ": the batch gives both advantages and reward_weights; with "
+                               "precomputed advantages the rewards are not combined (leave reward_weights empty)");
+      }
+      if (!b.rewards.empty()) detail::require_same_size(what, "rewards", b.rewards.size(), "layout samples", pl.samples);
+    }
     if (single_span_callback && p.tensors() != 1) {
       throw invalid_argument(std::string(what) + ": the callback takes one gradient span but the parameters have " +
                              std::to_string(p.tensors()) +
@@ -511,20 +555,55 @@ class score_function {
     phase_values<T> v;
     if (pl.fresh) {
       std::vector<T>& out = pl.estimate_only ? st.estimate_adv : st.advantages;
+      if (!b.advantages.empty()) {
+        out.resize(b.advantages.size());  // within capacity after the first batch of this size
+        std::copy(b.advantages.begin(), b.advantages.end(), out.begin());
+        v.stats = given_stats(b, g, pl, v.reward_mean);
+        v.adv = std::span<const T>(out.data(), out.size());
+        return v;
+      }
       out.resize(N);  // within capacity after the first batch of this size
       v.stats = shape(s, b.rewards, b.reward_weights, g, std::span<T>(out.data(), N), v.reward_mean);
       v.adv = std::span<const T>(out.data(), N);
     } else {
       v.stats = st.stats;
       v.reward_mean = st.reward_mean;
-      v.adv = std::span<const T>(st.advantages.data(), N);
+      v.adv = std::span<const T>(st.advantages.data(), st.advantages.size() == pl.tokens ? pl.tokens : N);
     }
     return v;
   }
 
+  // Statistics of caller-given advantages: samples, groups, and the groups whose advantages are
+  // all exactly 0; reward_mean from the rewards if given (NaN-aware), else NaN.
+  template <class Batch>
+  static advantage_stats given_stats(const Batch& b, const group_layout& g, const call_plan& pl, double& reward_mean) {
+    advantage_stats st;
+    st.samples = pl.samples;
+    st.groups = g.groups();
+    const std::size_t per = b.advantages.size() == pl.samples ? 1 : pl.length;
+    for (std::size_t k = 0; k < g.groups(); ++k) {
+      bool zero = true;
+      g.for_each_member(k, [&](std::size_t n) {
+        for (std::size_t t = 0; t < per; ++t) zero = zero && b.advantages[n * per + t] == 0;
+      });
+      st.zero_groups += zero ? 1 : 0;
+    }
+    double sum = 0.0;
+    std::size_t count = 0;
+    for (const auto r : b.rewards) {
+      const double v = static_cast<double>(r);
+      if (std::isnan(v)) continue;
+      sum += v;
+      ++count;
+    }
+    reward_mean = count == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / static_cast<double>(count);
+    return st;
+  }
+
   // Phase 3: old log-probabilities, coefficients dLoss/dlogp, the gradient by the callback.
   template <class S, class Batch, class F>
-  pg_step_report<typename S::value_type> evaluate_phase(S& s, const Batch& b, const call_plan& pl,
+  pg_step_report<typename S::value_type> evaluate_phase(S& s, const Batch& b, const group_layout& g,
+                                                        const call_plan& pl,
                                                         const phase_values<typename S::value_type>& v, F& vjp) {
     using T = typename S::value_type;
     using M = typename Batch::mask_type;
@@ -541,7 +620,12 @@ class score_function {
     }
     const token_batch<T, M> tb{pl.samples, pl.length, b.logp, old, b.ref_logp, b.mask, v.adv};
     const std::span<T> coef(st.coef.data(), NL);
-    const surrogate_result sr = loss_.evaluate(tb, coef);
+    surrogate_result sr;
+    if constexpr (detail::grouped_surrogate_loss_policy<Loss>) {
+      sr = loss_.evaluate(tb, g, coef);
+    } else {
+      sr = loss_.evaluate(tb, coef);
+    }
     for (std::size_t t = 0; t < st.gradient.size(); ++t) {
       std::fill(st.gradient[t].begin(), st.gradient[t].end(), T(0));
       st.gradient_spans[t] = std::span<T>(st.gradient[t]);
@@ -635,6 +719,14 @@ class score_function {
                                   std::span<const double>(st.rewards.data(), N * K), g, a, st.multi);
     }
     for (std::size_t n = 0; n < N; ++n) out[n] = static_cast<T>(a[n]);
+    if constexpr (detail::loss_wants_unscorable_nan<Loss>()) {
+      // A completion with no valid reward keeps NaN (the loss drops it) instead of advantage 0.
+      for (std::size_t n = 0; n < N; ++n) {
+        bool any = false;
+        for (std::size_t k = 0; k < K; ++k) any = any || !std::isnan(st.rewards[n * K + k]);
+        if (!any) out[n] = std::numeric_limits<T>::quiet_NaN();
+      }
+    }
     return stats;
   }
 

@@ -148,6 +148,7 @@ struct surrogate_diagnostics {
   double ratio_mean = 0.0;           ///< mean importance ratio over active tokens
   double ratio_min = 0.0;            ///< smallest ratio
   double ratio_max = 0.0;            ///< largest ratio
+  std::size_t skipped_groups = 0;    ///< CoPG: groups with fewer than two scorable completions (they contribute 0); 0 for the other losses
 };
 
 /// Loss value and diagnostics; the coefficients go to the caller's span.
