@@ -35,3 +35,4 @@
 #include "bits/mpi/pg.hpp"
 #include "bits/mpi/sharded_direction.hpp"
 #include "bits/mpi/zo.hpp"
+#include "bits/mpi/zero1.hpp"

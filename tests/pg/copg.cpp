@@ -20,32 +20,17 @@
 #include <stochgrad/stochgrad.hpp>
 
 #include "support/catch.hpp"
+#include "support/near.hpp"
 
 using namespace stochgrad;
 using vd = std::vector<double>;
 
 namespace {
 
-constexpr double rel = 1e-12;
-
-bool near(double got, double want, double r = rel, double a = 1e-15) {
-  return std::abs(got - want) <= a + r * std::abs(want);
-}
-
-void require_all_near(const vd& got, const vd& want, double r = rel, double a = 1e-15) {
-  REQUIRE(got.size() == want.size());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO("index " << i << " got " << got[i] << " want " << want[i]);
-    CHECK(near(got[i], want[i], r, a));
-  }
-}
-
-bool all_equal(const vd& x, double v) {
-  for (const double e : x) {
-    if (!(e == v)) return false;
-  }
-  return true;
-}
+using sg_test::all_equal;
+using sg_test::near;
+using sg_test::rel;
+using sg_test::require_all_near;
 
 // §2.6 Example 1 (k = 2) spread over tokens: the token log-probs sum to the spec's lp / lr under
 // the masks [[1,1,1,0],[1,1,1,1]]; the masked token holds a value that must not be read.

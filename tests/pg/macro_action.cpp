@@ -20,6 +20,7 @@
 #include <stochgrad/stochgrad.hpp>
 
 #include "support/catch.hpp"
+#include "support/near.hpp"
 
 using namespace stochgrad;
 using vd = std::vector<double>;
@@ -27,26 +28,10 @@ using vs = std::vector<std::size_t>;
 
 namespace {
 
-constexpr double rel = 1e-12;
-
-bool near(double got, double want, double r = rel, double a = 1e-15) {
-  return std::abs(got - want) <= a + r * std::abs(want);
-}
-
-void require_all_near(const vd& got, const vd& want, double r = rel, double a = 1e-15) {
-  REQUIRE(got.size() == want.size());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO("index " << i << " got " << got[i] << " want " << want[i]);
-    CHECK(near(got[i], want[i], r, a));
-  }
-}
-
-bool all_equal(const vd& x, double v) {
-  for (const double e : x) {
-    if (!(e == v)) return false;
-  }
-  return true;
-}
+using sg_test::all_equal;
+using sg_test::near;
+using sg_test::rel;
+using sg_test::require_all_near;
 
 vs boundaries_of(const macro_segmentation& s, std::size_t n) {
   const auto b = s.boundaries(n);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Relative/absolute closeness checks shared by the worked-example tests of the policy-gradient
-// families (tests/outcome/advantages.cpp, tests/pg/grpo_family.cpp).
+// families (tests/outcome/advantages.cpp, tests/pg/grpo_family.cpp, copg.cpp, macro_action.cpp).
 #pragma once
 
 #include <cmath>
@@ -28,6 +28,14 @@ inline void require_all_near(const std::vector<double>& got, const std::vector<d
     INFO("index " << i << " got " << got[i] << " want " << want[i]);
     CHECK(near(got[i], want[i], r, a));
   }
+}
+
+/// Whether every element equals v exactly (false for NaN).
+inline bool all_equal(const std::vector<double>& x, double v) {
+  for (const double e : x) {
+    if (!(e == v)) return false;
+  }
+  return true;
 }
 
 }  // namespace sg_test
