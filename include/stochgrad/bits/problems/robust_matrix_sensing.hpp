@@ -141,9 +141,9 @@ class robust_matrix_sensing {
   /// The options (for a problem with given data: d, rank_bound, measurements and init_scale).
   const robust_matrix_sensing_options& options() const noexcept { return o_; }
 
-  /// Writes `U_0 = alpha B0`, B0 with N(0, 1/d) entries from stream 3, draw `seed`.
+  /// Writes `U_0 = alpha B0`, B0 with N(0, 1/d) entries from stream 3, draw `seed mod 2^32`.
   /// @param x the factor, dimension() elements
-  /// @param seed selects B0 (the draw of stream 3)
+  /// @param seed selects B0 (the draw of stream 3; only its low 32 bits are used)
   /// @throws size_mismatch unless x.size() == dimension().
   void initial_point(std::span<T> x, std::uint64_t seed = 0) const {
     detail::require_same_size("robust_matrix_sensing::initial_point", "x", x.size(), "dimension", dimension());
