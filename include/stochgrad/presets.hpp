@@ -555,3 +555,29 @@ using mix_exact = stepper<dist::estimator<dist::gaussian_mixture, dist::composed
                           no_baseline, no_normalizer, optim::adam<>, T>;
 
 }  // namespace stochgrad
+
+// ---------------------------------------------------------------------------------------------
+// Large-batch training and SubGM (issue 17, bits/optim/large_batch.hpp; spec
+// shared/design/seeds/optimizers.md sections 6 and 7). Appended section: these aliases are not
+// yet in the table of the file comment.
+// ---------------------------------------------------------------------------------------------
+#include "bits/optim/large_batch.hpp"
+
+namespace stochgrad {
+
+/// Hoffer et al.'s large-batch recipe on the caller's (ghost-batch averaged) gradients: SGD with
+/// `lr = lr0 sqrt(B / B_ref)` over the regime stretched `ceil(B / B_ref)`-fold: the optimizer
+/// `optim::sgd<...>({.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4, .max_grad_norm = 5},
+/// {.batch = 2048, .reference_batch = 128, .inner = {.multiplier = 16, .inner = regime}})`.
+template <class T = float>
+using large_batch_sgd = stepper<first_order, no_baseline, no_normalizer,
+                                optim::sgd<sqrt_batch_scaling<regime_adaptation<piecewise_constant>>>, T>;
+
+/// Ma & Fattahi's sub-gradient method: plain SGD (no momentum) with geometric step sizes
+/// `eta_t = eta_0 rho^t` on the caller's subgradients (e.g. of `problems::robust_matrix_sensing`):
+/// `stochgrad::subgm<double> s(parameters<double>(U), optim::sgd<geometric_schedule>({.lr = 0.1}, {.rho = 0.9975}));`
+/// then `s.step(subgradient)`.
+template <class T = double>
+using subgm = stepper<first_order, no_baseline, no_normalizer, optim::sgd<geometric_schedule>, T>;
+
+}  // namespace stochgrad

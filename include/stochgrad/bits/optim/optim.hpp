@@ -16,6 +16,7 @@
 #include "sgmcmc_samples.hpp"
 #include "sgmcmc_schedule.hpp"
 #include "source.hpp"
+#include "large_batch.hpp"
 
 /// @namespace stochgrad::optim
 /// Optimizer policies (`sgd`, `adam`/`adamw`, `adan`, and the SG-MCMC samplers `sgld`, `psgld`,

@@ -29,6 +29,7 @@
 #include "mlp.hpp"
 #include "idx.hpp"
 #include "addition_policy.hpp"
+#include "robust_matrix_sensing.hpp"
 
 /// @namespace stochgrad::problems
 /// Built-in test problems (objectives with exact gradients) and the dataset loaders they use.
