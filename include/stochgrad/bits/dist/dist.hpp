@@ -13,3 +13,4 @@
 #include "noise.hpp"
 #include "objectives.hpp"
 #include "strategies.hpp"
+#include "automate_cot.hpp"
