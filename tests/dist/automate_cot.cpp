@@ -4,6 +4,7 @@
 // the aliased release's shared derivative), the section-9 regression that stochgrad never returns
 // the aliased zero gradient, unbiasedness of the RLOO form against enumeration, and validation.
 // Tolerances (section 0.3): relative 1e-12 in double, 2e-6 in float; exact zeros absolute 1e-14.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <random>
@@ -224,8 +225,8 @@ TEST_CASE("9.1: the RLOO form averages to the exact gradient of E[L] (enumeratio
     }
   }
   for (std::size_t k = 0; k < 6; ++k) {
-    const double mean = sum[k] / N, var = sq[k] / N - mean * mean;
+    const double mean = sum[k] / N, var = std::max(sq[k] / N - mean * mean, 0.0);
     INFO("entry " << k << " mean " << mean << " exact " << exact[k]);
-    CHECK(std::abs(mean - exact[k]) <= 5.0 * std::sqrt(var / N));
+    CHECK(std::abs(mean - exact[k]) <= 5.0 * std::sqrt(var / N) + 1e-12);  // + rounding, for constant entries
   }
 }

@@ -14,3 +14,4 @@
 #include "objectives.hpp"
 #include "strategies.hpp"
 #include "automate_cot.hpp"
+#include "trice.hpp"
