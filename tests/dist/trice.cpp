@@ -155,6 +155,7 @@ TEST_CASE("9.1: at stationarity both estimators average to the target", "[dist][
   std::discrete_distribution<std::size_t> prop(p.begin(), p.end());
   std::bernoulli_distribution post1(p[1] / pc);
   const std::size_t N = 20000, M = 4;
+  double trace[2] = {0.0, 0.0};  // trace of the estimator's covariance, [no CV, CV]
   for (bool cv : {true, false}) {
     std::vector<double> sum(5, 0.0), sq(5, 0.0), g(5), mg(M * 5), pg(M * 5);
     std::vector<std::uint8_t> c(M);
@@ -175,8 +176,47 @@ TEST_CASE("9.1: at stationarity both estimators average to the target", "[dist][
       const double mean = sum[k] / N, var = std::max(sq[k] / N - mean * mean, 0.0);
       INFO("cv " << cv << " entry " << k << " mean " << mean << " target " << target[k]);
       CHECK(std::abs(mean - target[k]) <= 5.0 * std::sqrt(var / N) + 1e-12);  // + rounding, for constant entries
+      trace[cv ? 1 : 0] += var;
     }
   }
+  // Section 9.4 says the CV lowers the covariance trace for acceptance rates >= 0.5 in this toy;
+  // at this toy's rate p_1 + p_3 = 0.5165 it does NOT (trace about 0.108 with the CV vs 0.085
+  // without, reported to the spec's authors), so the claim is checked at a high rate below.
+  INFO("trace no CV " << trace[0] << " CV " << trace[1]);
+}
+
+TEST_CASE("9.4: at a high acceptance rate the CV lowers the variance", "[dist][trice][statistics]") {
+  // theta with p_1 + p_3 = 0.88; same stationary sampling as above, M = 4, N = 20000.
+  // Compared: the traces of the two sample covariances (each within a few % of its value at this N;
+  // the CV one is expected well below, the check only asks for strictly below).
+  const std::vector<double> p = softmax({0.0, 1.5, -1.0, 2.0, -1.5});
+  const double pc = p[1] + p[3];
+  REQUIRE(pc > 0.85);
+  std::mt19937_64 rng(1);
+  std::discrete_distribution<std::size_t> prop(p.begin(), p.end());
+  std::bernoulli_distribution post1(p[1] / pc);
+  const std::size_t N = 20000, M = 4;
+  double trace[2] = {0.0, 0.0};
+  for (bool cv : {false, true}) {
+    std::vector<double> sum(5, 0.0), sq(5, 0.0), g(5), mg(M * 5), pg(M * 5);
+    std::vector<std::uint8_t> c(M);
+    for (std::size_t t = 0; t < N; ++t) {
+      for (std::size_t m = 0; m < M; ++m) {
+        const std::size_t z = post1(rng) ? 1 : 3, zt = prop(rng);
+        c[m] = (zt == 1 || zt == 3) ? 1 : 0;
+        put_score(p, z, &mg[m * 5]);
+        put_score(p, zt, &pg[m * 5]);
+      }
+      sd::trice_gradient<double>(c, mg, pg, cv, g);
+      for (std::size_t k = 0; k < 5; ++k) {
+        sum[k] += g[k];
+        sq[k] += g[k] * g[k];
+      }
+    }
+    for (std::size_t k = 0; k < 5; ++k) trace[cv ? 1 : 0] += sq[k] / N - (sum[k] / N) * (sum[k] / N);
+  }
+  INFO("acceptance " << pc << " trace no CV " << trace[0] << " CV " << trace[1]);
+  CHECK(trace[1] < trace[0]);
 }
 
 TEST_CASE("validation: bad input throws, nothing changes", "[dist][trice][validation]") {
