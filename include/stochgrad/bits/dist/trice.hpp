@@ -78,7 +78,7 @@ void check_finite_values(const char* what, const char* name, std::span<const T> 
 /// `w_memory_m = (1 - c_m)/M` (weight of the old memory sequence) and
 /// `w_proposal_m = (c_m - beta_m)/M` (weight of the proposal), so that
 /// `g = sum_m (w_memory_m grad log p(z_m^old) + w_proposal_m grad log p(zt_m))`.
-/// @param c acceptance indicators `c_m` in {0, 1}, one per example (M of them)
+/// @param c acceptance indicators in {0, 1}, one per example (M of them)
 /// @param use_cv true: the leave-one-out control variate (needs M >= 2); false: "TRICE no CV"
 /// @param beta output, M coefficients
 /// @param w_memory output, M weights
