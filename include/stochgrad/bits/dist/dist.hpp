@@ -13,3 +13,5 @@
 #include "noise.hpp"
 #include "objectives.hpp"
 #include "strategies.hpp"
+#include "automate_cot.hpp"
+#include "trice.hpp"
