@@ -21,8 +21,8 @@
 /// The gradient's length is checked across the ranks first (one allgather of 16 bytes): a rank
 /// with another length makes every rank throw size_mismatch instead of hanging.
 ///
-/// Sharded optimizer state (ZeRO stage 1) is not implemented: every rank keeps the full optimizer
-/// state and applies the identical update.
+/// With the reducer every rank keeps the full optimizer state and applies the identical update;
+/// mpi::sharded_optimizer (zero1.hpp) keeps 1/R of the state per rank instead (ZeRO stage 1).
 #pragma once
 
 #include <algorithm>
