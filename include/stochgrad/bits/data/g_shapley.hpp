@@ -125,32 +125,9 @@ g_shapley_result g_shapley(std::uint32_t n, L& l, const g_shapley_options& o = {
   stochgrad::detail::require(o.max_iterations >= 1 && o.max_iterations <= (std::size_t{1} << 32), "g_shapley",
                              "max_iterations", static_cast<double>(o.max_iterations), "in [1, 2^32]");
   g_shapley_result r;
-  std::vector<std::uint32_t> perm(n);
-  std::vector<double> row(n);
-  while (r.iterations < o.max_iterations) {
-    r.error = convergence_error(r.marginals, n, o.window);
-    if (r.error < o.err) {
-      r.converged = true;
-      break;
-    }
-    for (std::size_t b = 0; b < o.check_every && r.iterations < o.max_iterations; ++b) {
-      const auto it = static_cast<std::uint32_t>(r.iterations);
-      shapley_permutation(o.seed, it, perm);
-      r.evaluations += g_shapley_iteration(std::span<const std::uint32_t>(perm), l, it, o.first_point_credit,
-                                           std::span<double>(row));
-      r.marginals.insert(r.marginals.end(), row.begin(), row.end());
-      ++r.iterations;
-    }
-  }
-  if (!r.converged) {
-    r.error = convergence_error(r.marginals, n, o.window);
-    r.converged = r.error < o.err;
-  }
-  r.values.assign(n, 0.0);
-  for (std::size_t t = 0; t < r.iterations; ++t) {
-    for (std::size_t i = 0; i < n; ++i) r.values[i] += r.marginals[t * n + i];
-  }
-  for (double& v : r.values) v /= static_cast<double>(r.iterations);
+  detail::run_permutation_passes(n, o, r, [&](std::span<const std::uint32_t> perm, std::uint32_t it, std::span<double> row) {
+    r.evaluations += g_shapley_iteration(perm, l, it, o.first_point_credit, row);
+  });
   return r;
 }
 

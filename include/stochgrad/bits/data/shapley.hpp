@@ -213,6 +213,42 @@ struct tmc_options {
   std::optional<double> mean_score{};      ///< full-data score (reference: bootstrap mean); default: utility(all)
 };
 
+namespace detail {
+// The permutation loop shared by tmc_shapley and g_shapley: passes over the permutations of
+// (o.seed, iteration) until the convergence statistic (checked every o.check_every passes) falls
+// below o.err or o.max_iterations passes ran; `pass(perm, iteration, row)` writes one pass's
+// marginals into row. Fills r.marginals, r.iterations, r.error, r.converged and r.values (the mean
+// of the rows).
+template <class Result, class Options, class Pass>
+void run_permutation_passes(std::uint32_t n, const Options& o, Result& r, Pass&& pass) {
+  std::vector<std::uint32_t> perm(n);
+  std::vector<double> row(n);
+  while (r.iterations < o.max_iterations) {
+    r.error = convergence_error(r.marginals, n, o.window);
+    if (r.error < o.err) {
+      r.converged = true;
+      break;
+    }
+    for (std::size_t b = 0; b < o.check_every && r.iterations < o.max_iterations; ++b) {
+      const auto it = static_cast<std::uint32_t>(r.iterations);
+      shapley_permutation(o.seed, it, perm);
+      pass(std::span<const std::uint32_t>(perm), it, std::span<double>(row));
+      r.marginals.insert(r.marginals.end(), row.begin(), row.end());
+      ++r.iterations;
+    }
+  }
+  if (!r.converged) {
+    r.error = convergence_error(r.marginals, n, o.window);
+    r.converged = r.error < o.err;
+  }
+  r.values.assign(n, 0.0);
+  for (std::size_t t = 0; t < r.iterations; ++t) {
+    for (std::size_t i = 0; i < n; ++i) r.values[i] += r.marginals[t * n + i];
+  }
+  for (double& x : r.values) x /= static_cast<double>(r.iterations);
+}
+}  // namespace detail
+
 /// Result of tmc_shapley.
 struct tmc_result {
   std::vector<double> values;     ///< column means of the marginals: the TMC-Shapley values
@@ -253,32 +289,11 @@ tmc_result tmc_shapley(std::uint32_t n, const U& utility, const tmc_options& o =
   const double empty = score_or(o.empty_score, {}, "empty_score");
   for (std::uint32_t i = 0; i < n; ++i) perm[i] = i;
   const double mean = score_or(o.mean_score, perm, "mean_score");
-  std::vector<double> row(n);
-  while (r.iterations < o.max_iterations) {
-    r.error = convergence_error(r.marginals, n, o.window);
-    if (r.error < o.err) {
-      r.converged = true;
-      break;
-    }
-    for (std::size_t b = 0; b < o.check_every && r.iterations < o.max_iterations; ++b) {
-      shapley_permutation(o.seed, static_cast<std::uint32_t>(r.iterations), perm);
-      const tmc_pass p = tmc_iteration(std::span<const std::uint32_t>(perm), utility, empty, mean, o.tolerance,
-                                       o.patience, std::span<double>(row));
-      r.evaluations += p.evaluations;
-      r.failures += p.failures;
-      r.marginals.insert(r.marginals.end(), row.begin(), row.end());
-      ++r.iterations;
-    }
-  }
-  if (!r.converged) {
-    r.error = convergence_error(r.marginals, n, o.window);
-    r.converged = r.error < o.err;
-  }
-  r.values.assign(n, 0.0);
-  for (std::size_t t = 0; t < r.iterations; ++t) {
-    for (std::size_t i = 0; i < n; ++i) r.values[i] += r.marginals[t * n + i];
-  }
-  for (double& x : r.values) x /= static_cast<double>(r.iterations);
+  detail::run_permutation_passes(n, o, r, [&](std::span<const std::uint32_t> pm, std::uint32_t, std::span<double> row) {
+    const tmc_pass p = tmc_iteration(pm, utility, empty, mean, o.tolerance, o.patience, row);
+    r.evaluations += p.evaluations;
+    r.failures += p.failures;
+  });
   return r;
 }
 

@@ -372,6 +372,7 @@ struct explicit_boundaries {
 /// @param length     L >= 1
 /// @param mask       `[B x L]` response mask, or empty (all ones)
 /// @param out        the segmentation (refilled; its buffers grow only)
+/// @param o          options (`reference_quirks`: keep the reference's duplicate-boundary macro action)
 /// @throws invalid_argument for B or L of 0, a row without an active token, or the rule's
 ///         conditions; size_mismatch on sizes; nonfinite_error for a non-finite mask entry or
 ///         perplexity. `out` is unchanged then.
