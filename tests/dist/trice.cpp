@@ -16,29 +16,15 @@
 #include <stochgrad/stochgrad.hpp>
 
 #include "support/catch.hpp"
+#include "support/near.hpp"
 
 using namespace stochgrad;
 namespace sd = stochgrad::dist;
 
 namespace {
 
-void check_rel(double got, double want, double rel = 1e-12) {
-  INFO("got " << got << " want " << want);
-  if (std::abs(want) < 1e-12) {
-    CHECK(std::abs(got - want) <= (rel > 1e-9 ? 1e-6 : 1e-14));
-  } else {
-    CHECK(std::abs(got - want) <= rel * std::abs(want));
-  }
-}
-template <class T>
-void check_all(const std::vector<T>& got, std::initializer_list<double> want, double rel = 1e-12) {
-  REQUIRE(got.size() == want.size());
-  std::size_t i = 0;
-  for (double w : want) {
-    INFO("entry " << i);
-    check_rel(static_cast<double>(got[i++]), w, rel);
-  }
-}
+using sg_test::check_all;
+using sg_test::check_rel;
 
 // Section 6.3 example 1.
 const std::vector<std::uint8_t> c1 = {1, 0, 1, 1};

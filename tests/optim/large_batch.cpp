@@ -16,6 +16,7 @@
 #include <stochgrad/bits/optim/large_batch.hpp>
 
 #include "support/catch.hpp"
+#include "support/near.hpp"
 
 using namespace stochgrad;
 using Catch::Matchers::WithinAbs;
@@ -25,17 +26,7 @@ namespace {
 
 using vd = std::vector<double>;
 
-void check_close(std::span<const double> got, const vd& want, double rel = 1e-12) {
-  REQUIRE(got.size() == want.size());
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    INFO("element " << i);
-    if (std::abs(want[i]) < 1e-12) {
-      CHECK_THAT(got[i], WithinAbs(want[i], 1e-15));
-    } else {
-      CHECK_THAT(got[i], WithinRel(want[i], rel));
-    }
-  }
-}
+using sg_test::check_close;
 
 // The learning rate an sgd with schedule S uses at step k (one update of a one-element parameter).
 template <class S>

@@ -20,6 +20,7 @@
 #include <stochgrad/presets.hpp>
 
 #include "support/catch.hpp"
+#include "support/near.hpp"
 
 using namespace stochgrad;
 using Catch::Matchers::WithinAbs;
@@ -32,17 +33,7 @@ static_assert(problems::differentiable_problem<problems::robust_matrix_sensing<f
 
 namespace {
 
-void check_close(std::span<const double> got, const vd& want, double rel = 1e-12) {
-  REQUIRE(got.size() == want.size());
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    INFO("element " << i);
-    if (std::abs(want[i]) < 1e-12) {
-      CHECK_THAT(got[i], WithinAbs(want[i], 1e-15));
-    } else {
-      CHECK_THAT(got[i], WithinRel(want[i], rel));
-    }
-  }
-}
+using sg_test::check_close;
 
 // Section 7.2: d = 2, r' = 2, m = 3, u* = [1, 0.5], an outlier +3 on y_2.
 rms worked_problem() {
