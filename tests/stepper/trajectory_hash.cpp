@@ -79,7 +79,7 @@ const char* isa_name() {
 // Recorded on main at 9aa658f (release 0.1.0 + fixes), before the core reshape: the release
 // preset's table and, from the same commit's code, the sanitizer preset's. The AVX-512 table was
 // recorded later, at 0efcb6a (the 0.2.0 development head, before issue 12's generator changes),
-// so on AVX-512 machines it guards every change after that commit.
+// so on AVX-512 machines it guards every change after that commit; its sanitizer table at 1acb7f3.
 // clang-format off
 const std::map<std::string, std::map<std::string, std::uint64_t>>& recorded() {
   static const std::map<std::string, std::map<std::string, std::uint64_t>> r = {
@@ -91,6 +91,9 @@ const std::map<std::string, std::map<std::string, std::uint64_t>>& recorded() {
     }},
     {"avx512", {
 #include "stepper/trajectory_hashes_avx512.inc"
+    }},
+    {"avx512-asan", {
+#include "stepper/trajectory_hashes_avx512_asan.inc"
     }},
   };
   return r;
