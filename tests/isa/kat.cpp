@@ -140,12 +140,7 @@ void check_one(const std::string& name) {
     const std::uint64_t e0 = (s.first + 3) & ~std::uint64_t{3};
     xsimd::batch<T> one[simd::chunk_batches<T>], two[2 * simd::chunk_batches<T>];
     noise_chunk<D, G>(s.key, e0, one);
-#if defined(SG_KAT_BEFORE_PAIRS)  // only to record against a commit that predates noise_chunk_pair
-    noise_chunk<D, G>(s.key, e0, two);
-    noise_chunk<D, G>(s.key, e0 + simd::chunk, two + simd::chunk_batches<T>);
-#else
     noise_chunk_pair<D, G>(s.key, e0, two);
-#endif
     alignas(64) T a[simd::chunk], b[2 * simd::chunk];
     for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r) one[r].store_aligned(a + r * xsimd::batch<T>::size);
     for (std::size_t r = 0; r < 2 * simd::chunk_batches<T>; ++r) two[r].store_aligned(b + r * xsimd::batch<T>::size);

@@ -71,6 +71,17 @@ void check_finite_values(const char* what, const char* name, std::span<const T> 
     }
   }
 }
+/// The checks shared by the gradient entry points: d >= 1, both gradient tables `M x d` and finite.
+template <class T>
+void check_gradient_tables(const char* what, std::size_t M, std::size_t d, std::span<const T> memory_grads,
+                           std::span<const T> proposal_grads) {
+  stochgrad::detail::require(d >= 1, what, "g.size()", 0.0, ">= 1");
+  const std::size_t Md = stochgrad::detail::checked_product(what, "M", M, "d", d);
+  stochgrad::detail::require_same_size(what, "memory_grads", memory_grads.size(), "M x d", Md);
+  stochgrad::detail::require_same_size(what, "proposal_grads", proposal_grads.size(), "M x d", Md);
+  check_finite_values(what, "memory_grads", memory_grads);
+  check_finite_values(what, "proposal_grads", proposal_grads);
+}
 }  // namespace detail
 
 /// TRICE's per-sequence weights (section 6.2). With the control variate (`use_cv`):
@@ -140,12 +151,7 @@ void trice_gradient(std::span<const std::uint8_t> c, std::span<const T> memory_g
   constexpr const char* what = "trice_gradient";
   detail::check_acceptance(what, c, use_cv);
   const std::size_t M = c.size(), d = g.size();
-  stochgrad::detail::require(d >= 1, what, "g.size()", 0.0, ">= 1");
-  const std::size_t Md = stochgrad::detail::checked_product(what, "M", M, "d", d);
-  stochgrad::detail::require_same_size(what, "memory_grads", memory_grads.size(), "M x d", Md);
-  stochgrad::detail::require_same_size(what, "proposal_grads", proposal_grads.size(), "M x d", Md);
-  detail::check_finite_values(what, "memory_grads", memory_grads);
-  detail::check_finite_values(what, "proposal_grads", proposal_grads);
+  detail::check_gradient_tables(what, M, d, memory_grads, proposal_grads);
   std::vector<double> beta(M), wm(M), wp(M), acc(d, 0.0);
   trice_weights<double>(c, use_cv, beta, wm, wp);
   for (std::size_t m = 0; m < M; ++m) {
@@ -232,12 +238,7 @@ void trice_subsampled_gradient(std::span<const T> w_memory, std::span<const T> w
                                std::span<std::size_t> picked, std::span<T> g) {
   constexpr const char* what = "trice_subsampled_gradient";
   const std::size_t M = w_memory.size(), d = g.size();
-  stochgrad::detail::require(d >= 1, what, "g.size()", 0.0, ">= 1");
-  const std::size_t Md = stochgrad::detail::checked_product(what, "M", M, "d", d);
-  stochgrad::detail::require_same_size(what, "memory_grads", memory_grads.size(), "M x d", Md);
-  stochgrad::detail::require_same_size(what, "proposal_grads", proposal_grads.size(), "M x d", Md);
-  detail::check_finite_values(what, "memory_grads", memory_grads);
-  detail::check_finite_values(what, "proposal_grads", proposal_grads);
+  detail::check_gradient_tables(what, M, d, memory_grads, proposal_grads);
   std::vector<std::size_t> pk(u.size());
   std::vector<T> sg(u.size());
   const double scale = trice_subsample<T>(w_memory, w_proposal, u, pk, sg);
