@@ -288,6 +288,7 @@ struct mfac_state {
   std::vector<T> gradient;           ///< workspace: the flattened gradient of the step (not saved)
   std::vector<T> direction;          ///< workspace: F^{-1} g (not saved)
   std::vector<std::size_t> offset;   ///< workspace: first flat index of each tensor (not saved)
+  std::vector<T> tensor_wd;          ///< workspace: each tensor's weight decay this step (not saved)
 
   /// Saves/loads the counters, the window and the momentum (format: stepper/serialize.hpp).
   template <class Ar>
@@ -315,9 +316,10 @@ struct mfac_state {
 /// are global; per-group learning rates apply after preconditioning, and a group with
 /// `decay = false` gets no weight decay (the reference decays every parameter; with the default
 /// single group the two agree). Cost per step O(m d + m^3); state m d values of T plus O(m^2)
-/// doubles. The gradient source is read twice (once into the window, once while stepping, so
-/// sources that adjust the parameters as they are read still see them once per pass); the
-/// products and dot products are serial and in double, so results do not depend on the executor.
+/// doubles. Two passes over the parameters: the first reads the source once (storing any
+/// adjustment a source makes to the parameters as it is read, as every optimizer does) into a flat
+/// gradient buffer, the second applies the preconditioned step from that buffer; the window's dot
+/// products and products are serial and in double, so results do not depend on the executor.
 /// Not supported (and refused at compile time): sources that fuse the next perturbation
 /// (`finish_chunk`), since the window needs the whole gradient before any parameter moves.
 /// @tparam Schedule learning-rate schedule (schedule.hpp).
@@ -366,6 +368,7 @@ class mfac {
     s.gradient.resize(p.size());
     s.direction.resize(p.size());
     s.offset.resize(p.tensors() + 1);
+    s.tensor_wd.resize(p.tensors());
     return s;
   }
 
@@ -382,7 +385,8 @@ class mfac {
 
   /// One update of `p` from the gradient source `g`.
   /// @throws size_mismatch from the source's check; state_error when `s` does not fit `p`;
-  /// nonfinite_error for a non-finite gradient element. Nothing is modified when it throws.
+  /// nonfinite_error for a non-finite gradient element. Nothing is modified when it throws (except an
+  /// adjustment the source itself makes as it is read, e.g. a zeroth-order restore, already applied).
   template <class T, class State, class Source>
   update_report update(const parameters<T>& p, State& s, const Source& g, const step_context& ctx) const {
     static_assert(!stochgrad::detail::has_finish<Source, T>,
@@ -407,20 +411,23 @@ class mfac {
     const std::vector<std::size_t>& offset = s.offset;
     s.gradient.resize(p.size());
     s.direction.resize(p.size());
-    // Pass 1: the flattened g = grad + wd theta (read-only), then the window and F^{-1} g.
-    stochgrad::detail::for_each_gradient_chunk_read(
-        p, g, ctx.ex,
-        [&](std::size_t t, std::size_t i, const xsimd::batch<T>* gr) {
-          for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r)
-            gr[r].store_unaligned(s.gradient.data() + offset[t] + i + r * simd::width<T>);
-        },
-        [&](std::size_t t, std::size_t i, T gi) { s.gradient[offset[t] + i] = gi; });
+    // Pass 1: the flattened g = grad + wd theta, in one read of the source (a source that adjusts
+    // the parameters as it is read, e.g. the zeroth-order estimators' fused restore, has its
+    // adjustment stored, as with every optimizer; theta is otherwise written back unchanged).
+    s.tensor_wd.resize(p.tensors());  // no allocation once init sized it
     for (std::size_t t = 0; t < p.tensors(); ++t) {
-      const T wd = static_cast<T>(detail::resolve_group(p.group(p.group_of(t)), o_.lr, o_.weight_decay, factor).wd);
-      const T* th = p.tensor(t).data();
-      for (std::size_t i = 0; i < p.tensor(t).size(); ++i) s.gradient[offset[t] + i] += wd * th[i];
+      s.tensor_wd[t] = static_cast<T>(detail::resolve_group(p.group(p.group_of(t)), o_.lr, o_.weight_decay, factor).wd);
     }
-    s.window.update_mul(s.gradient, s.direction);  // throws (nothing changed) on a non-finite g
+    using B = xsimd::batch<T>;
+    stochgrad::detail::for_each_gradient_chunk(
+        p, g, ctx.ex,
+        [&](std::size_t t, std::size_t i, B* th, B* gr) {
+          const B wd(s.tensor_wd[t]);
+          for (std::size_t r = 0; r < simd::chunk_batches<T>; ++r)
+            (gr[r] + wd * th[r]).store_unaligned(s.gradient.data() + offset[t] + i + r * simd::width<T>);
+        },
+        [&](std::size_t t, std::size_t i, T& th, T gi) { s.gradient[offset[t] + i] = gi + s.tensor_wd[t] * th; });
+    s.window.update_mul(s.gradient, s.direction);  // throws (window, parameters unchanged) on a non-finite g
     // Pass 2: momentum and the step.
     update_report rep;
     rep.lr = detail::resolve_group(p.group(0), o_.lr, o_.weight_decay, factor).lr;
