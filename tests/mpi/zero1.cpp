@@ -176,4 +176,21 @@ TEST_CASE("sharded_optimizer: options that need the whole gradient are refused",
   std::vector<float> short_g(7, 1.0f);
   CHECK_THROWS_AS(z.step(std::span<const float>(short_g)), stochgrad::size_mismatch);
   CHECK(w == std::vector<float>(8, 1.0f));
+  // Only the last rank passes a short gradient: every rank throws (no rank waits in a collective),
+  // naming that rank, and nothing changes; the next step works on every rank.
+  const int R = comm.size(), me = comm.rank();
+  std::vector<float> g(me == R - 1 ? 7 : 8, 1.0f);
+  std::string msg;
+  try {
+    z.step(std::span<const float>(g));
+  } catch (const stochgrad::size_mismatch& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("on rank(s) " + std::to_string(R - 1) + " (refused on every rank") != std::string::npos);
+  CHECK(w == std::vector<float>(8, 1.0f));
+  CHECK(z.steps() == 0);
+  std::vector<float> ok(8, 1.0f);
+  z.step(std::span<const float>(ok));
+  CHECK(w == std::vector<float>(8, 0.5f));
+  CHECK(z.steps() == 1);
 }

@@ -95,16 +95,12 @@ class sharded_optimizer {
   }
 
   /// One step from this rank's gradient (one span per tensor of the full parameters). Collective.
-  /// @throws size_mismatch (nothing changed) when the spans do not match the parameters; whatever
+  /// @throws size_mismatch on every rank (nothing changed) when the spans of any rank do not match
+  /// the parameters (decided collectively: 8 bytes per rank, so no rank is left in a collective); whatever
   /// the policy's update throws, after which the ranks' parameters may differ (collective state is
   /// not rolled back: treat it as fatal for the job).
   update_report step(std::span<const std::span<const T>> grads, gradient_reduction how = gradient_reduction::mean) {
-    stochgrad::detail::require_same_size("mpi::sharded_optimizer::step", "gradient tensors", grads.size(), "parameter tensors",
-                                         full_.tensors());
-    for (std::size_t t = 0; t < grads.size(); ++t) {
-      stochgrad::detail::require_same_size("mpi::sharded_optimizer::step", "gradient tensor", grads[t].size(), "parameter tensor",
-                                           full_.tensor(t).size());
-    }
+    check_gradient_shapes(grads);
     reduce_scatter(grads, how);
     shard_grads_.clear();
     std::size_t off = 0;
@@ -202,6 +198,26 @@ class sharded_optimizer {
     }
   }
 
+  // Collective shape check of the step's gradient: every rank learns which ranks passed spans that
+  // do not match the parameters and throws, before any data moves.
+  void check_gradient_shapes(std::span<const std::span<const T>> grads) {
+    bool ok = grads.size() == full_.tensors();
+    for (std::size_t t = 0; ok && t < grads.size(); ++t) ok = grads[t].size() == full_.tensor(t).size();
+    const auto R = static_cast<std::size_t>(comm_->size());
+    const std::uint64_t mine = ok ? 1 : 0;
+    flags_.resize(R);
+    comm_->allgather(std::span<const std::uint64_t>(&mine, 1), std::span<std::uint64_t>(flags_));
+    std::string bad;
+    for (std::size_t r = 0; r < R; ++r) {
+      if (flags_[r] == 0) bad += (bad.empty() ? "" : ", ") + std::to_string(r);
+    }
+    if (!bad.empty()) {
+      throw size_mismatch("mpi::sharded_optimizer::step: the gradient does not match the parameters (" +
+                          std::to_string(full_.tensors()) + " tensors, " + std::to_string(total_) +
+                          " elements) on rank(s) " + bad + " (refused on every rank; nothing was changed)");
+    }
+  }
+
   // The shard's pieces of each tensor, in their tensors' groups (all groups kept, so step counters
   // and per-group options line up with the full parameters').
   void build_shard() {
@@ -292,6 +308,7 @@ class sharded_optimizer {
   state_type state_;
   std::vector<T> grad_, send_, recv_;
   std::vector<std::span<const T>> shard_grads_;
+  std::vector<std::uint64_t> flags_;
 };
 
 }  // namespace stochgrad::mpi
